@@ -1,0 +1,223 @@
+"""The `ingest` command line. Thin: parse flags, call the library, render. Exit codes: 0 ok, 1 sync failed, 2 bad input.
+
+Heavy imports (the Airbyte CDK, connectors) happen inside the commands that need them, so `ingest list` and
+`ingest validate` stay fast.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import click
+
+from .errors import ConfigError, IngestError
+from .secrets import REDACTOR, RedactingFilter
+
+
+def _setup_logging(verbose: int) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING)
+    if verbose < 2:
+        # The connectors are chatty at INFO (one line per request); keep them at WARNING unless -vv.
+        logging.getLogger("airbyte").setLevel(logging.WARNING)
+        logging.getLogger("ingest.connector").setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+
+
+class _Group(click.Group):
+    """Turns our errors into a clear message and the documented exit code, never a stack trace."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except IngestError as exc:
+            kind = "config error" if isinstance(exc, ConfigError) else "error"
+            for line in REDACTOR.redact(str(exc)).splitlines() or [kind]:
+                click.echo(f"{kind}: {line}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _project(ctx):
+    from .config import load_project
+
+    return load_project(ctx.obj["config"])
+
+
+def _manager(ctx, progress=None):
+    from .manager import AirbyteManager
+
+    return AirbyteManager(_project(ctx), progress=progress)
+
+
+@click.group(cls=_Group)
+@click.option("-c", "--config", "config", envvar="INGEST_CONFIG", default="connectors.yaml", show_default=True,
+              help="Path to connectors.yaml (or set INGEST_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="-v: info logs, -vv: debug logs and connector chatter.")
+@click.pass_context
+def main(ctx, config, verbose):
+    """Run data-ingestion connector blocks from connectors.yaml into DuckDB or Snowflake."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config
+    _setup_logging(verbose)
+
+
+@main.command("list")
+@click.pass_context
+def list_(ctx):
+    """List the connector blocks (no connector code is loaded)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    project = _project(ctx)
+    table = Table("block", "team", "source", "streams", "destination", "schedule", box=None)
+    for name, block in project.blocks.items():
+        table.add_row(name, block.team, block.source_label, ", ".join(s.name for s in block.streams),
+                      block.destination_type, block.spec.schedule or "-")
+    Console(width=200).print(table)
+
+
+@main.command()
+@click.argument("blocks", nargs=-1)
+@click.pass_context
+def validate(ctx, blocks):
+    """Check connectors.yaml: structure, secret references and each block's config against its connector spec."""
+    from .config import resolve_block
+
+    project = _project(ctx)
+    names = list(blocks) or list(project.blocks)
+    problems = []
+    for name in names:
+        try:
+            resolve_block(project.block(name))
+            click.echo(f"ok  {name}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+
+
+@main.command()
+@click.argument("block")
+@click.pass_context
+def spec(ctx, block):
+    """Print the connector's config spec (JSON schema)."""
+    click.echo(json.dumps(_manager(ctx).spec(block), indent=2))
+
+
+@main.command()
+@click.argument("block")
+@click.pass_context
+def check(ctx, block):
+    """Check that the block's connector can connect with its config."""
+    ok, message = _manager(ctx).check(block)
+    if ok:
+        click.echo(f"{block}: check succeeded")
+        return
+    click.echo(f"{block}: check failed: {message}", err=True)
+    ctx.exit(1)
+
+
+@main.command()
+@click.argument("block")
+@click.option("--json", "as_json", is_flag=True, help="Print the full catalog as JSON.")
+@click.pass_context
+def discover(ctx, block, as_json):
+    """List the streams the connector offers."""
+    catalog = _manager(ctx).discover(block)
+    if as_json:
+        from airbyte_cdk.models import AirbyteCatalogSerializer
+
+        click.echo(json.dumps(AirbyteCatalogSerializer.dump(catalog), indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("stream", "sync modes", "primary key", "cursor", box=None)
+    for s in catalog.streams:
+        modes = ", ".join(getattr(m, "value", str(m)) for m in s.supported_sync_modes or [])
+        pk = ", ".join(".".join(p) for p in s.source_defined_primary_key or [])
+        table.add_row(s.name, modes, pk or "-", ".".join(s.default_cursor_field or []) or "-")
+    Console(width=200).print(table)
+
+
+def _progress_printer():
+    def show(p):
+        click.echo(f"  … {p['stream']}: {p['records']:,} records ({p['rate']:,.0f}/s)", err=True)
+
+    return show
+
+
+@main.command()
+@click.argument("block")
+@click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
+@click.option("--full-refresh", is_flag=True, help="Ignore saved state, re-read everything, replace the tables atomically.")
+@click.option("--destination", help="'duckdb', 'snowflake' or a path to a .duckdb file (default: the block's).")
+@click.pass_context
+def run(ctx, block, streams, full_refresh, destination):
+    """Sync a connector block into its destination."""
+    manager = _manager(ctx, progress=_progress_printer())
+    click.echo(f"{block}: syncing {', '.join(streams) or 'all streams'}{' (full refresh)' if full_refresh else ''}", err=True)
+    result = manager.run(block, streams=list(streams) or None, full_refresh=full_refresh, destination=destination)
+    _print_summary(result)
+    if not result.ok:
+        err = result.error
+        where = f" in stream {err.stream}" if err.stream else ""
+        click.echo(f"error: sync of {block} failed{where} [{err.failure_type or 'error'}]: {REDACTOR.redact(str(err))}", err=True)
+        click.echo("       data and state committed before the failure are kept; rerun to resume.", err=True)
+        ctx.exit(1)
+
+
+def _print_summary(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("stream", "table", "sync", "write", "records", "cursor", box=None)
+    for r in result.streams.values():
+        cursor = json.dumps(r.state_after, default=str) if r.state_after is not None else "-"
+        table.add_row(r.stream, r.table, r.sync, r.write, f"{r.records:,}", REDACTOR.redact(cursor)[:80])
+    console = Console(width=200)
+    console.print(table)
+    status = "succeeded" if result.ok else "FAILED"
+    total = sum(r.records for r in result.streams.values())
+    rate = total / result.seconds if result.seconds else 0
+    console.print(f"run {result.run.run_id} {status}: {total:,} records in {result.seconds:.1f}s ({rate:,.0f}/s) → {result.destination}")
+
+
+@main.group()
+def state():
+    """Show or reset a block's saved state (cursors)."""
+
+
+@state.command("show")
+@click.argument("block")
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the block's).")
+@click.pass_context
+def state_show(ctx, block, destination):
+    from .manager import stream_state_blob
+
+    stored = _manager(ctx).state(block, destination)
+    if not stored:
+        click.echo(f"{block}: no saved state (the next run reads everything)")
+        return
+    for key, value in sorted(stored.items()):
+        click.echo(f"{block}.{key}: {json.dumps(stream_state_blob(value), default=str)}")
+
+
+@state.command("reset")
+@click.argument("block")
+@click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the block's).")
+@click.pass_context
+def state_reset(ctx, block, streams, destination):
+    removed = _manager(ctx).reset_state(block, list(streams) or None, destination)
+    click.echo(f"{block}: removed {removed} state entr{'y' if removed == 1 else 'ies'}; the next run reads from the start")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

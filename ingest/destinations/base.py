@@ -1,0 +1,102 @@
+"""The destination protocol every warehouse implements (DuckDB locally, Snowflake in production).
+
+The sync loop calls, per stream: `start_stream` once, `write` for every checkpoint (records and the state that
+follows them, committed in ONE transaction), and `finish_stream` at the end (atomic swap for replace).
+State is only ever written by `write`/`finish_stream`, together with or after the data that precedes it:
+that is how "state never runs ahead of data" holds for every destination.
+"""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+STATE_TABLE = "_ingest_state"
+RUNS_TABLE = "_ingest_runs"
+TABLES_TABLE = "_ingest_tables"
+
+
+@dataclass
+class StreamTarget:
+    """Everything a destination needs to know to land one stream of one run."""
+
+    block: str
+    team: str
+    source: str
+    stream: str
+    table: str
+    write: str  # append | dedup | replace
+    primary_key: list[str] | None
+    cursor: str | None
+    columns: dict[str, str]  # column name → ingest column type (from the stream's JSON schema)
+    run_id: str
+    load_id: str
+    full_refresh: bool = False  # build into a staging table and swap atomically at the end
+    rows_written: int = 0
+    schema_changes: list[str] = field(default_factory=list)
+
+    @property
+    def staged(self) -> bool:
+        return self.write == "replace" or self.full_refresh
+
+    @property
+    def state_key(self) -> str:
+        return self.stream
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    block: str
+    team: str
+    streams: list[str]
+    started_at: dt.datetime
+    ended_at: dt.datetime | None = None
+    status: str = "running"  # running | succeeded | failed
+    rows: int = 0
+    error: str | None = None
+    destination: str = ""
+
+
+class Destination(abc.ABC):
+    """A warehouse we land data in. One instance per sync; not shared between threads."""
+
+    name: str = "?"
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Where the data goes, for humans (no secrets)."""
+
+    @abc.abstractmethod
+    def read_state(self, block: str) -> dict[str, dict]:
+        """State key (stream name, or '__global__') → the stored Airbyte state message as a dict."""
+
+    @abc.abstractmethod
+    def reset_state(self, block: str, streams: list[str] | None = None) -> int:
+        """Forget state for a block (or some streams); returns how many entries were removed."""
+
+    @abc.abstractmethod
+    def start_stream(self, target: StreamTarget) -> None:
+        """Create the table (or the staging table for a staged load) and remember its columns."""
+
+    @abc.abstractmethod
+    def table_columns(self, target: StreamTarget) -> dict[str, str]:
+        """Columns of the table the next batch goes into (name → ingest type)."""
+
+    @abc.abstractmethod
+    def write(self, target: StreamTarget, batch: pa.Table | None, new_columns: dict[str, str], state: dict | None) -> None:
+        """One checkpoint: add new columns, land the batch per write mode and store `state`, in one transaction.
+        For a staged load the state is held back until `finish_stream`."""
+
+    @abc.abstractmethod
+    def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
+        """End of a stream: for a staged load, swap the staging table in and store the final state atomically."""
+
+    @abc.abstractmethod
+    def record_run(self, run: RunRecord) -> None:
+        """Insert or update the run's row in _ingest_runs."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass

@@ -1,0 +1,233 @@
+"""DuckDB destination: the embedded default (one file, no credentials).
+
+Every checkpoint is one DuckDB transaction: ALTER TABLE for new columns, the batch (append / dedup), and the
+state row. DuckDB's WAL makes that commit atomic even under SIGKILL, so state is never ahead of data.
+Replace loads build `_ingest_staging_<table>` and swap it in (DROP + RENAME + state) in one transaction at the end:
+readers see the old table until the new one is complete.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from .base import RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
+from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
+
+SQL_TYPES = {
+    STRING: "VARCHAR",
+    INTEGER: "BIGINT",
+    NUMBER: "DOUBLE",
+    BOOLEAN: "BOOLEAN",
+    TIMESTAMP: "TIMESTAMPTZ",
+    DATE: "DATE",
+    JSON: "JSON",
+}
+_FROM_SQL = {
+    "VARCHAR": STRING,
+    "BIGINT": INTEGER,
+    "DOUBLE": NUMBER,
+    "BOOLEAN": BOOLEAN,
+    "TIMESTAMP WITH TIME ZONE": TIMESTAMP,
+    "DATE": DATE,
+    "JSON": JSON,
+}
+SEQ = "__ingest_seq"
+
+
+def q(identifier: str) -> str:
+    """Quote an identifier (names come from third-party schemas)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def staging_name(table: str) -> str:
+    return f"_ingest_staging_{table}"
+
+
+class DuckDBDestination(Destination):
+    name = "duckdb"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self._columns: dict[str, dict[str, str]] = {}
+        self._create_meta_tables()
+
+    def describe(self) -> str:
+        return f"duckdb:{self.path}"
+
+    def close(self) -> None:
+        self.con.close()
+
+    # ------------------------------------------------------------ metadata tables
+
+    def _create_meta_tables(self) -> None:
+        self.con.execute(
+            f"""
+            CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+                block VARCHAR NOT NULL, state_key VARCHAR NOT NULL, state JSON NOT NULL,
+                run_id VARCHAR, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (block, state_key));
+            CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
+                run_id VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR, streams VARCHAR[],
+                destination VARCHAR, started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ,
+                status VARCHAR NOT NULL, rows BIGINT, error VARCHAR);
+            CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
+                table_name VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR NOT NULL, source VARCHAR,
+                stream VARCHAR NOT NULL, write_mode VARCHAR, primary_key VARCHAR[], cursor_field VARCHAR,
+                updated_at TIMESTAMPTZ NOT NULL);
+            """
+        )
+
+    def read_state(self, block: str) -> dict[str, dict]:
+        rows = self.con.execute(f"SELECT state_key, state FROM {STATE_TABLE} WHERE block = ?", [block]).fetchall()
+        return {key: orjson.loads(state) for key, state in rows}
+
+    def reset_state(self, block: str, streams: list[str] | None = None) -> int:
+        if streams:
+            sql, params = f"DELETE FROM {STATE_TABLE} WHERE block = ? AND state_key IN (SELECT unnest(?))", [block, streams]
+        else:
+            sql, params = f"DELETE FROM {STATE_TABLE} WHERE block = ?", [block]
+        return self.con.execute(sql + " RETURNING 1", params).fetchall().__len__()
+
+    def _store_state(self, target: StreamTarget, state: dict) -> None:
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?)",
+            [target.block, target.state_key, orjson.dumps(state).decode(), target.run_id, dt.datetime.now(dt.timezone.utc)],
+        )
+
+    def record_run(self, run: RunRecord) -> None:
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {RUNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [run.run_id, run.block, run.team, run.streams, run.destination, run.started_at, run.ended_at,
+             run.status, run.rows, run.error],
+        )
+
+    def _record_table(self, target: StreamTarget) -> None:
+        self.con.execute(
+            f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [target.table, target.block, target.team, target.source, target.stream, target.write,
+             target.primary_key, target.cursor, dt.datetime.now(dt.timezone.utc)],
+        )
+
+    # ------------------------------------------------------------ tables
+
+    def _write_table(self, target: StreamTarget) -> str:
+        return staging_name(target.table) if target.staged else target.table
+
+    def _existing_columns(self, table: str) -> dict[str, str] | None:
+        rows = self.con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+        if not rows:
+            return None
+        return {name: _FROM_SQL.get(sql_type, STRING) for name, sql_type in rows}
+
+    def start_stream(self, target: StreamTarget) -> None:
+        table = self._write_table(target)
+        wanted = {**target.columns, **META_COLUMNS}
+        if target.staged:
+            # A leftover staging table is from a run that died before its swap: discard it.
+            self.con.execute(f"DROP TABLE IF EXISTS {q(table)}")
+            existing = None
+        else:
+            existing = self._existing_columns(table)
+        if existing is None:
+            cols = ", ".join(f"{q(c)} {SQL_TYPES[t]}" for c, t in wanted.items())
+            self.con.execute(f"CREATE TABLE {q(table)} ({cols})")
+            existing = dict(wanted)
+        self._columns[table] = existing
+        if not target.staged:
+            self._record_table(target)
+
+    def table_columns(self, target: StreamTarget) -> dict[str, str]:
+        cols = self._columns[self._write_table(target)]
+        # New schema fields become columns at the next write; existing columns keep their type.
+        return {**{c: t for c, t in target.columns.items() if c not in cols}, **{c: t for c, t in cols.items() if c not in META_COLUMNS}}
+
+    def write(self, target: StreamTarget, batch: pa.Table | None, new_columns: dict[str, str], state: dict | None) -> None:
+        table = self._write_table(target)
+        known = self._columns[table]
+        con = self.con
+        con.begin()
+        try:
+            added = []
+            if batch is not None:
+                for name in batch.column_names:
+                    if name not in known:
+                        ctype = new_columns.get(name) or target.columns.get(name) or STRING
+                        con.execute(f"ALTER TABLE {q(table)} ADD COLUMN {q(name)} {SQL_TYPES[ctype]}")
+                        added.append((name, ctype))
+                if batch.num_rows:
+                    self._land(target, table, batch)
+            if state is not None and not target.staged:
+                self._store_state(target, state)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        for name, ctype in added:
+            known[name] = ctype
+            target.schema_changes.append(f"added column {name} {SQL_TYPES[ctype]}")
+        if batch is not None:
+            target.rows_written += batch.num_rows
+
+    def _land(self, target: StreamTarget, table: str, batch: pa.Table) -> None:
+        con = self.con
+        if target.write != "dedup" or not target.primary_key:
+            con.register("__ingest_batch", batch)
+            try:
+                con.execute(f"INSERT INTO {q(table)} BY NAME SELECT * FROM __ingest_batch")
+            finally:
+                con.unregister("__ingest_batch")
+            return
+        # Dedup: keep the latest record per primary key (by cursor, then by arrival order).
+        batch = batch.append_column(SEQ, pa.array(range(batch.num_rows), type=pa.int64()))
+        pk = ", ".join(q(c) for c in target.primary_key)
+        cursor = target.cursor if target.cursor and target.cursor in batch.column_names else None
+        order = (f"{q(cursor)} DESC NULLS LAST, " if cursor else "") + f"{SEQ} DESC"
+        match = " AND ".join(f"t.{q(c)} = b.{q(c)}" for c in target.primary_key)
+        con.register("__ingest_batch", batch)
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE __ingest_dedup AS SELECT * EXCLUDE ({SEQ}) FROM __ingest_batch "
+                f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
+            )
+        finally:
+            con.unregister("__ingest_batch")
+        # A stored row is replaced unless it is strictly newer than the incoming one (an out-of-order re-read
+        # must not roll a row back). The re-delivered boundary record (same cursor) replaces its copy.
+        newer_or_equal = f" AND (b.{q(cursor)} IS NULL OR t.{q(cursor)} IS NULL OR t.{q(cursor)} <= b.{q(cursor)})" if cursor else ""
+        con.execute(f"DELETE FROM {q(table)} t USING __ingest_dedup b WHERE {match}{newer_or_equal}")
+        con.execute(
+            f"INSERT INTO {q(table)} BY NAME SELECT b.* FROM __ingest_dedup b "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {q(table)} t WHERE {match})"
+        )
+        con.execute("DROP TABLE __ingest_dedup")
+
+    def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
+        if not target.staged:
+            if state is not None:
+                self.write(target, None, {}, state)
+            return
+        con = self.con
+        con.begin()
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {q(target.table)}")
+            con.execute(f"ALTER TABLE {q(staging_name(target.table))} RENAME TO {q(target.table)}")
+            if state is not None:
+                self._store_state(target, state)
+            else:
+                # A full refresh without state starts incremental syncs over from this snapshot.
+                con.execute(f"DELETE FROM {STATE_TABLE} WHERE block = ? AND state_key = ?", [target.block, target.state_key])
+            self._record_table(target)
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        self._columns[target.table] = self._columns.pop(staging_name(target.table))

@@ -1,0 +1,452 @@
+"""AirbyteManager: builds sources and destinations for a block and runs syncs.
+
+The sync loop (one reading thread, one writing thread):
+- the reading thread iterates the source's messages and only appends record dicts to a per-stream buffer
+  (a few µs per record, so loading never slows the connector down);
+- when a buffer reaches the batch bound, or a STATE message arrives for its stream, the buffer and that state are
+  handed to the writer thread through a bounded queue (memory stays bounded by ~3 batches, never by the stream);
+- the writer converts the batch to Arrow and calls `Destination.write`, which commits records + state together.
+Every CLI command, test and Metaflow step calls into this module: there is one implementation of a sync.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import queue
+import secrets as _random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import orjson
+
+from .config import Block, ConfigError, Project, resolve_block
+from .destinations.base import Destination, RunRecord, StreamTarget
+from .errors import IngestError, SyncError
+from .secrets import REDACTOR
+
+log = logging.getLogger("ingest")
+
+
+# ---------------------------------------------------------------- results
+
+
+@dataclass
+class StreamResult:
+    stream: str
+    table: str
+    write: str
+    sync: str
+    records: int = 0
+    rows_written: int = 0
+    state_before: dict | None = None
+    state_after: dict | None = None
+    schema_changes: list[str] = field(default_factory=list)
+    load_id: str = ""
+
+
+@dataclass
+class SyncResult:
+    run: RunRecord
+    streams: dict[str, StreamResult]
+    destination: str
+    seconds: float
+    error: SyncError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+# ---------------------------------------------------------------- building blocks
+
+
+def make_source(block: Block):
+    if block.spec.puller:
+        from .sources.pullers import load_puller
+
+        return load_puller(block.spec.puller, block)
+    from .sources.airbyte import AirbyteSource
+
+    return AirbyteSource(block)
+
+
+def make_destination(project: Project, block: Block | None, override: str | None = None) -> Destination:
+    """`override` is the CLI's --destination: 'duckdb', 'snowflake', or a path to a .duckdb file."""
+    kind = block.destination_type if block else project.defaults.destination
+    path = project.duckdb_path(block)
+    if override:
+        if override in ("duckdb", "snowflake"):
+            kind = override
+        elif override.startswith("duckdb:") or override.endswith((".duckdb", ".db")):
+            kind, path = "duckdb", override.removeprefix("duckdb:")
+        else:
+            raise ConfigError(f"--destination: expected 'duckdb', 'snowflake' or a path to a .duckdb file, got {override!r}")
+    if kind == "duckdb":
+        from .destinations.duckdb import DuckDBDestination
+
+        try:
+            return DuckDBDestination(path)
+        except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
+            raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
+    try:
+        from .destinations.snowflake import SnowflakeDestination
+    except ImportError:
+        raise ConfigError("destination 'snowflake' is not available yet in this version (see issue 3)") from None
+    return SnowflakeDestination.from_project(project, block)
+
+
+def state_message_to_dict(message) -> dict:
+    from airbyte_cdk.models import AirbyteStateMessageSerializer
+
+    return AirbyteStateMessageSerializer.dump(message)
+
+
+def state_messages(stored: dict[str, dict], streams: set[str]) -> list:
+    from airbyte_cdk.models import AirbyteStateMessageSerializer
+
+    return [AirbyteStateMessageSerializer.load(v) for k, v in stored.items() if k in streams or k == "__global__"]
+
+
+def stream_state_blob(state: dict | None):
+    """The connector's own state (cursor) inside a stored state message, for display."""
+    if not state:
+        return None
+    if state.get("stream"):
+        return state["stream"].get("stream_state")
+    return state.get("global") or state.get("data")
+
+
+# ---------------------------------------------------------------- the writer thread
+
+
+class _Writer(threading.Thread):
+    """Owns the destination during a sync; applies ops in order. Errors stop it and surface to the reader."""
+
+    def __init__(self, destination: Destination, run_id: str):
+        super().__init__(name="ingest-writer", daemon=True)
+        self.destination, self.run_id = destination, run_id
+        self.ops: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from .destinations.typing import records_to_arrow
+
+        while True:
+            op = self.ops.get()
+            if op is None:
+                return
+            if self.error is not None:
+                continue  # drain so the reader never blocks; it raises at its next submit
+            try:
+                kind, target, *args = op
+                if kind == "start":
+                    self.destination.start_stream(target)
+                elif kind == "write":
+                    records, emitted, state = args
+                    batch, new_cols = (None, {})
+                    if records:
+                        cols = self.destination.table_columns(target)
+                        batch, new_cols = records_to_arrow(records, emitted, cols, self.run_id, target.load_id)
+                    self.destination.write(target, batch, new_cols, state)
+                elif kind == "finish":
+                    self.destination.finish_stream(target, args[0])
+            except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                self.error = exc
+
+    def submit(self, op) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.ops.put(op, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def close(self) -> None:
+        while self.is_alive():
+            try:
+                self.ops.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                continue
+        self.join()
+        if self.error is not None:
+            raise self.error
+
+
+# ---------------------------------------------------------------- the manager
+
+
+class AirbyteManager:
+    """Runs connector blocks: spec, check, discover, and sync into a destination."""
+
+    def __init__(self, project: Project, progress: Callable[[dict], None] | None = None):
+        self.project = project
+        self.progress = progress
+
+    # -- simple operations
+
+    def block(self, name: str) -> Block:
+        return resolve_block(self.project.block(name))
+
+    def spec(self, name: str) -> dict:
+        block = self.project.block(name)
+        return make_source(block).spec()
+
+    def check(self, name: str) -> tuple[bool, str | None]:
+        return make_source(self.block(name)).check()
+
+    def discover(self, name: str):
+        return make_source(self.block(name)).discover()
+
+    def state(self, name: str, destination: str | None = None) -> dict[str, dict]:
+        block = self.project.block(name)
+        dest = make_destination(self.project, block, destination)
+        try:
+            return dest.read_state(name)
+        finally:
+            dest.close()
+
+    def reset_state(self, name: str, streams: list[str] | None = None, destination: str | None = None) -> int:
+        block = self.project.block(name)
+        known = {s.name for s in block.streams}
+        unknown = [s for s in streams or [] if s not in known]
+        if unknown:
+            raise ConfigError(f"--stream: block {name!r} has no stream(s) {', '.join(unknown)} (streams: {', '.join(sorted(known))})")
+        dest = make_destination(self.project, block, destination)
+        try:
+            return dest.reset_state(name, streams)
+        finally:
+            dest.close()
+
+    # -- the sync
+
+    def configured_catalog(self, block: Block, catalog, only: list[str] | None, full_refresh: bool):
+        """The block's streams → a ConfiguredAirbyteCatalog plus our per-stream write settings."""
+        from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode
+
+        available = {s.name: s for s in catalog.streams}
+        wanted = block.streams
+        if only:
+            names = {s.name for s in wanted}
+            unknown = [s for s in only if s not in names]
+            if unknown:
+                raise ConfigError(f"--stream: block {block.name!r} has no stream(s) {', '.join(unknown)} (streams: {', '.join(sorted(names))})")
+            wanted = [s for s in wanted if s.name in only]
+        problems, configured, settings = [], [], {}
+        for s in wanted:
+            stream = available.get(s.name)
+            where = f"{self.project.path}: connectors.{block.name}.streams[{s.name}]"
+            if stream is None:
+                problems.append(f"{where}: the connector has no stream {s.name!r} (it offers: {', '.join(sorted(available))})")
+                continue
+            modes = [getattr(m, "value", m) for m in stream.supported_sync_modes or []]
+            sync = s.sync or ("incremental" if "incremental" in modes else "full_refresh")
+            if sync not in modes:
+                problems.append(f"{where}.sync: the stream supports {', '.join(modes)}, not {sync}")
+                continue
+            pk = s.primary_key or [p[0] for p in (stream.source_defined_primary_key or []) if p]
+            cursor = s.cursor or ((stream.default_cursor_field or [None])[0] if sync == "incremental" else None)
+            write = s.write or ("dedup" if sync == "incremental" and pk else "append" if sync == "incremental" else "replace")
+            if write == "dedup" and not pk:
+                problems.append(f"{where}.write: dedup needs a primary key; the connector declares none, so set primary_key")
+                continue
+            dsm = {"append": DestinationSyncMode.append, "dedup": DestinationSyncMode.append_dedup, "replace": DestinationSyncMode.overwrite}[write]
+            configured.append(
+                ConfiguredAirbyteStream(
+                    stream=stream,
+                    sync_mode=SyncMode(sync),
+                    destination_sync_mode=dsm,
+                    cursor_field=[cursor] if cursor else None,
+                    primary_key=[[k] for k in pk] if pk else None,
+                )
+            )
+            settings[s.name] = (s, sync, write, pk or None, cursor)
+        if problems:
+            raise ConfigError(problems)
+        return ConfiguredAirbyteCatalog(streams=configured), settings
+
+    def run(
+        self,
+        name: str,
+        streams: list[str] | None = None,
+        full_refresh: bool = False,
+        destination: str | None = None,
+        run_id: str | None = None,
+    ) -> SyncResult:
+        from .destinations.typing import columns_from_schema
+
+        block = self.block(name)
+        started = time.monotonic()
+        source = make_source(block)
+        dest = make_destination(self.project, block, destination)
+        run = RunRecord(
+            run_id=run_id or new_run_id(), block=block.name, team=block.team, streams=[],
+            started_at=dt.datetime.now(dt.timezone.utc), destination=dest.describe(),
+        )
+        results: dict[str, StreamResult] = {}
+        try:
+            catalog = source.discover()
+            configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
+            run.streams = list(settings)
+            stored = {} if full_refresh else dest.read_state(block.name)
+            state = state_messages(stored, set(settings))
+            targets: dict[str, StreamTarget] = {}
+            for cs in configured.streams:
+                s, sync, write, pk, cursor = settings[cs.stream.name]
+                targets[s.name] = StreamTarget(
+                    block=block.name, team=block.team, source=block.source_label, stream=s.name, table=s.table,
+                    write=write, primary_key=pk, cursor=cursor, columns=columns_from_schema(cs.stream.json_schema),
+                    run_id=run.run_id, load_id=f"{run.run_id}-{s.name}", full_refresh=full_refresh,
+                )
+                results[s.name] = StreamResult(
+                    stream=s.name, table=s.table, write=("replace" if full_refresh else write), sync=sync,
+                    state_before=stream_state_blob(stored.get(s.name)), load_id=targets[s.name].load_id,
+                )
+            dest.record_run(run)
+            error = self._sync(source, configured, state, targets, results, dest, run)
+        except ConfigError:
+            dest.close()
+            raise
+        except IngestError as exc:
+            error = exc if isinstance(exc, SyncError) else SyncError(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a destination bug must still be recorded and reported clearly
+            log.debug("sync failed", exc_info=True)
+            error = SyncError(REDACTOR.redact(f"{type(exc).__name__}: {exc}"))
+        run.ended_at = dt.datetime.now(dt.timezone.utc)
+        run.rows = sum(r.records for r in results.values())
+        run.status = "failed" if error else "succeeded"
+        run.error = REDACTOR.redact(f"{error.failure_type or 'error'}: {error}") if error else None
+        try:
+            dest.record_run(run)
+        except Exception:  # noqa: BLE001 - never mask the sync's own outcome
+            log.warning("could not record the run in %s", dest.describe(), exc_info=True)
+        dest.close()
+        return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started, error=error)
+
+    def _sync(self, source, configured, state, targets, results, dest, run) -> SyncError | None:
+        from airbyte_cdk.models import AirbyteStateType, TraceType, Type
+
+        batch_rows = self.project.defaults.batch.max_records
+        batch_bytes = self.project.defaults.batch.max_bytes
+        writer = _Writer(dest, run.run_id)
+        writer.start()
+        buffers: dict[str, list] = {name: [] for name in targets}
+        emitted: dict[str, list] = {name: [] for name in targets}
+        sizes: dict[str, float] = {name: 0.0 for name in targets}
+        pending_state: dict[str, dict | None] = {name: None for name in targets}  # held back for staged loads
+        avg_size = [512.0]
+        counts = {name: 0 for name in targets}
+        progress = _Progress(self.progress, counts)
+
+        def flush(name: str, state: dict | None) -> None:
+            target = targets[name]
+            if not buffers[name] and state is None:
+                return
+            if target.staged and state is not None:
+                pending_state[name], state = state, None
+                if not buffers[name]:
+                    return
+            writer.submit(("write", target, buffers[name], emitted[name], state))
+            buffers[name], emitted[name], sizes[name] = [], [], 0.0
+
+        error: SyncError | None = None
+        try:
+            for target in targets.values():
+                writer.submit(("start", target))
+            n = 0
+            for message in source.read(configured, state):
+                mtype = message.type
+                if mtype == Type.RECORD:
+                    record = message.record
+                    name = record.stream
+                    buf = buffers.get(name)
+                    if buf is None:
+                        continue  # a stream we did not ask for
+                    buf.append(record.data)
+                    emitted[name].append(record.emitted_at)
+                    counts[name] += 1
+                    n += 1
+                    if n & 255 == 0:  # sample record sizes; measuring each one would cost more than loading it
+                        avg_size[0] = 0.8 * avg_size[0] + 0.2 * len(orjson.dumps(record.data, default=str))
+                        progress.tick(name)
+                    sizes[name] += avg_size[0]
+                    if len(buf) >= batch_rows or sizes[name] >= batch_bytes:
+                        flush(name, None)
+                elif mtype == Type.STATE:
+                    st = message.state
+                    as_dict = state_message_to_dict(st)
+                    if st.type == AirbyteStateType.STREAM and st.stream is not None:
+                        name = st.stream.stream_descriptor.name
+                        if name in targets:
+                            flush(name, as_dict)
+                            results[name].state_after = stream_state_blob(as_dict)
+                    else:
+                        # Global / legacy state covers every stream: flush them all first.
+                        for name in targets:
+                            flush(name, None)
+                        first = next(iter(targets.values()))
+                        writer.submit(("write", dataclasses.replace(first, stream="__global__", full_refresh=False, write="append"), [], [], as_dict))
+                elif mtype == Type.LOG:
+                    _log_connector(message.log)
+                elif mtype == Type.TRACE and message.trace.type == TraceType.ERROR:
+                    log.error("connector error: %s", REDACTOR.redact(message.trace.error.message))
+        except SyncError as exc:
+            error = exc
+        except KeyboardInterrupt:
+            error = SyncError("interrupted")
+        finally:
+            progress.stop()
+        try:
+            # Records read before a failure are still landed (state stays behind them), so a rerun re-reads less.
+            # A staged (replace) load is only swapped in when the read succeeded: a failed run keeps the old table.
+            for name, target in targets.items():
+                if target.staged and error:
+                    continue
+                flush(name, None)
+                writer.submit(("finish", target, None if error else pending_state[name]))
+            writer.close()
+        except Exception as exc:  # noqa: BLE001
+            log.debug("destination failed", exc_info=True)
+            error = error or SyncError(REDACTOR.redact(f"destination {dest.describe()}: {type(exc).__name__}: {exc}"))
+            if writer.is_alive():
+                writer.ops.put(None)
+        for name, target in targets.items():
+            results[name].records = counts[name]
+            results[name].rows_written = target.rows_written
+            results[name].schema_changes = list(target.schema_changes)
+        return error
+
+
+def _log_connector(log_message) -> None:
+    level = getattr(log_message.level, "value", str(log_message.level))
+    py_level = {"FATAL": 50, "ERROR": 40, "WARN": 30, "INFO": 20, "DEBUG": 10, "TRACE": 5}.get(level, 20)
+    logging.getLogger("ingest.connector").log(py_level, "%s", REDACTOR.redact(log_message.message))
+
+
+class _Progress:
+    """Calls the progress callback at most every `interval` seconds with per-stream counts and rate."""
+
+    def __init__(self, callback, counts: dict[str, int], interval: float = 2.0):
+        self.callback, self.counts, self.interval = callback, counts, interval
+        self.started = self.last = time.monotonic()
+
+    def tick(self, stream: str) -> None:
+        if self.callback is None:
+            return
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            total = sum(self.counts.values())
+            self.callback({"stream": stream, "records": total, "rate": total / max(now - self.started, 1e-6), "counts": dict(self.counts)})
+
+    def stop(self) -> None:
+        pass

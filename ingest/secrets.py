@@ -1,0 +1,94 @@
+"""Secret references (`${NAME}`) and redaction.
+
+A block's config never holds a secret literally: it says `${JIRA_API_TOKEN}` and a `SecretProvider` resolves it at
+load time. The default provider reads the environment; a production secret store plugs in by implementing
+`SecretProvider.get` and being selected with `defaults.secrets: module:Class` in connectors.yaml (Metaflow's
+`@secrets` decorator fills the environment in production, so `env` is usually enough).
+
+Every resolved value is registered with the process-wide `REDACTOR`, which scrubs it from log records, error
+messages, events and anything else we render. Secrets never leave the process.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import threading
+from typing import Protocol
+
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+MASK = "****"
+
+
+class SecretProvider(Protocol):
+    def get(self, name: str) -> str | None:  # pragma: no cover - protocol
+        ...
+
+
+class EnvSecrets:
+    """Secrets from environment variables (locally: your shell; in production: Metaflow @secrets)."""
+
+    def get(self, name: str) -> str | None:
+        return os.environ.get(name)
+
+
+def load_provider(spec: str | None) -> SecretProvider:
+    if not spec or spec == "env":
+        return EnvSecrets()
+    module_name, _, class_name = spec.partition(":")
+    if not class_name:
+        raise ValueError(f"expected 'env' or 'module:Class', got {spec!r}")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+class Redactor:
+    """Remembers secret values and replaces them with **** wherever text leaves the process."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        # Very short values would redact ordinary words; secrets that short are not secrets anyway.
+        if not value or len(value) < 4:
+            return
+        with self._lock:
+            if value not in self._values:
+                self._values.add(value)
+                alternatives = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
+
+    def redact(self, text: object) -> str:
+        text = str(text)
+        pattern = self._pattern
+        return pattern.sub(MASK, text) if pattern else text
+
+    def redact_obj(self, obj):
+        """Redact every string inside a JSON-like structure."""
+        if isinstance(obj, str):
+            return self.redact(obj)
+        if isinstance(obj, dict):
+            return {k: self.redact_obj(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return [self.redact_obj(v) for v in obj]
+        return obj
+
+
+REDACTOR = Redactor()
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that renders the message and removes secrets from it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not break logging
+            message = str(record.msg)
+        record.msg = REDACTOR.redact(message)
+        record.args = None
+        if record.exc_text:
+            record.exc_text = REDACTOR.redact(record.exc_text)
+        return True
