@@ -1,0 +1,30 @@
+# Two commands for a fresh machine (see README):
+#   make demo   -> set up and run the demo block into a local DuckDB file (no credentials)
+#   make test   -> set up and run the test suite
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+export METAFLOW_USER ?= $(shell id -un | sed 's/^root$$/ingest-dev/')
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/ingest: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,snowflake,flows]'
+	touch $(BIN)/ingest
+
+setup: $(BIN)/ingest
+
+demo: setup
+	$(BIN)/ingest run demo
+	@echo "\nData landed in warehouse.duckdb. Try: $(BIN)/python -c \"import duckdb; print(duckdb.sql(\\\"select * from 'warehouse.duckdb'.demo_users limit 5\\\"))\""
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+clean:
+	rm -rf $(VENV) warehouse.duckdb .pytest_cache
