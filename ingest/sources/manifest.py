@@ -246,15 +246,14 @@ def _import_cdk_keeping_root_logging():
     """Import the CDK's ConcurrentDeclarativeSource; undo the root-logger takeover its import performs.
 
     Importing airbyte_cdk runs ``logging.config.dictConfig`` which replaces the root logger's handlers with one
-    writing Airbyte JSON to ``sys.__stdout__``. We put back whatever the root logger had before (only on the
-    first import; later imports are no-ops for logging anyway).
+    writing Airbyte JSON to ``sys.__stdout__``. If this import changed the root logger, we put back what it had
+    (a no-op when the CDK was already imported, e.g. by ingest.sources.containment.import_cdk).
     """
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    first_import = "airbyte_cdk" not in sys.modules
     from airbyte_cdk.sources.declarative.concurrent_declarative_source import ConcurrentDeclarativeSource
 
-    if first_import:
+    if list(root.handlers) != handlers or root.level != level:  # only if this import changed them
         for h in list(root.handlers):
             if h not in handlers:
                 root.removeHandler(h)

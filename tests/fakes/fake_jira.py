@@ -22,6 +22,12 @@ Served (plain HTTP on 127.0.0.1, random port, HTTP/1.1 keep-alive, Basic auth on
 * ``GET /rest/api/3/field``, ``GET /rest/agile/1.0/board``, ``GET /rest/api/3/myself``,
   ``GET /rest/api/3/serverInfo``; anything else 404 with a Jira-style body.
 
+Test hooks: ``fail_next(n, status, path=, body=)``, ``drop_next(n, path=)`` (connection closed, no response),
+``set_token(new)``, ``corrupt_next_page_token(n)`` (a page hands out a token the next request gets a 400 for),
+``invalidate_page_tokens()``, ``add_issues``/``upsert_issue``/``touch_issue``/``delete_issue``, ``requests``
+(a log of `FakeRequest`: method, path, query, body, status) and ``requests_to(path)``. ``path_prefix="/jira"``
+serves the API under a prefix (``base_url`` includes it), like a self-hosted Jira behind a context path.
+
 JQL understood (clauses joined by AND; anything else answers 400 like a JQL syntax error):
 ``updated|created  >=|>|<=|<|=  <epoch ms> | "yyyy-MM-dd[ HH:mm]" | "yyyy/MM/dd[ HH:mm]"`` (the connector
 sends epoch milliseconds, e.g. ``updated >= 1704067200000 ORDER BY updated asc``), ``project in (<ids or
@@ -134,8 +140,8 @@ class JiraError(Exception):
 
 
 class _Fault:
-    def __init__(self, kind: str, count: int, status: int | None, path: str | None):
-        self.kind, self.remaining, self.status, self.path = kind, count, status, path
+    def __init__(self, kind: str, count: int, status: int | None, path: str | None, body: Any = None):
+        self.kind, self.remaining, self.status, self.path, self.body = kind, count, status, path, body
 
     def applies(self, path: str) -> bool:
         return self.remaining > 0 and (self.path is None or path.startswith(self.path))
@@ -154,6 +160,7 @@ class FakeJira:
         token: str = "good-token",
         start: datetime | str = "2024-01-01T08:00:00.000+0000",
         host: str = "127.0.0.1",
+        path_prefix: str = "",
     ):
         self.email = email
         self.token = token
@@ -164,6 +171,8 @@ class FakeJira:
         self._rng = random.Random(seed)
         self._start = parse_jira_datetime(start)
         self._host = host
+        self.path_prefix = ("/" + path_prefix.strip("/")) if path_prefix.strip("/") else ""
+        self._corrupt_tokens = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._token_secret = hashlib.sha256(f"fake-jira-{seed}".encode()).hexdigest()[:16]
@@ -210,7 +219,7 @@ class FakeJira:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
+        return f"http://{self._host}:{self.port}{self.path_prefix}"
 
     # ------------------------------------------------------------------ data
     @property
@@ -271,16 +280,28 @@ class FakeJira:
             del self._issues[str(issue_id)]
 
     # ------------------------------------------------------------------ faults and auth
-    def fail_next(self, n: int, status: int = 500, *, path: str | None = None) -> None:
-        """The next ``n`` requests (to paths starting with ``path``, if given) answer ``status`` with a Jira-ish
-        body and no Retry-After header (429 included)."""
+    def fail_next(self, n: int, status: int = 500, *, path: str | None = None, body: Any = None) -> None:
+        """The next ``n`` requests (to paths starting with ``path``, if given) answer ``status`` with ``body``
+        (default: a Jira-style ``errorMessages`` body) and no Retry-After header (429 included). Faults are
+        consumed in the order they were added; they apply before the auth check."""
         with self._lock:
-            self._faults.append(_Fault("fail", n, status, path))
+            self._faults.append(_Fault("fail", n, status, path, body))
 
     def drop_next(self, n: int, *, path: str | None = None) -> None:
         """The next ``n`` requests (optionally only under ``path``) get their connection closed, no response."""
         with self._lock:
             self._faults.append(_Fault("drop", n, None, path))
+
+    def corrupt_next_page_token(self, n: int = 1) -> None:
+        """The next ``n`` search/jql pages that have a successor carry a garbage ``nextPageToken``; sending it
+        back answers 400 (what Jira does with a token it cannot read)."""
+        with self._lock:
+            self._corrupt_tokens += n
+
+    def invalidate_page_tokens(self) -> None:
+        """Every nextPageToken handed out so far becomes invalid (400), as if Jira had expired them."""
+        with self._lock:
+            self._token_secret = hashlib.sha256((self._token_secret + "x").encode()).hexdigest()[:16]
 
     def set_token(self, new: str) -> None:
         """Rotate the API token: the old one answers 401 from now on."""
@@ -367,7 +388,7 @@ class FakeJira:
                 "avatarUrls": {"48x48": "https://avatar.example/48.png"}}
 
     def _site(self) -> str:
-        return self.base_url if self._server is not None else "http://127.0.0.1"
+        return self.base_url if self._server is not None else f"http://127.0.0.1{self.path_prefix}"
 
     def _render_project(self, p: dict, expand: set[str]) -> dict:
         out = {
@@ -565,7 +586,11 @@ class FakeJira:
             page = matched[offset: offset + max_results]
             out: dict[str, Any] = {"issues": [self._render_issue(i, wanted, expand) for i in page]}
             if offset + max_results < len(matched):
-                out["nextPageToken"] = self._token(jql_hash, offset + max_results)
+                if self._corrupt_tokens > 0:
+                    self._corrupt_tokens -= 1
+                    out["nextPageToken"] = "Cg9nYXJiYWdlLXRva2VuLXh5eg"  # decodes to junk: rejected with a 400
+                else:
+                    out["nextPageToken"] = self._token(jql_hash, offset + max_results)
                 out["isLast"] = False
             else:
                 out["isLast"] = True
@@ -696,6 +721,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self, method: str) -> None:
         fake = self.fake
         split = urlsplit(self.path)
+        path = split.path
+        if fake.path_prefix:
+            path = path[len(fake.path_prefix):] if path.startswith(fake.path_prefix + "/") else "/__outside_prefix__" + path
         raw_query = parse_qs(split.query, keep_blank_values=True)
         query = {k: v[0] for k, v in raw_query.items()}
         length = int(self.headers.get("Content-Length") or 0)
@@ -706,10 +734,10 @@ class _Handler(BaseHTTPRequestHandler):
                 body = json.loads(raw_body)
             except ValueError:
                 body = raw_body.decode("utf-8", "replace")
-        record = FakeRequest(method=method, path=split.path, query=query, body=body, raw_query=raw_query)
+        record = FakeRequest(method=method, path=path, query=query, body=body, raw_query=raw_query)
         with fake._lock:
             fake.requests.append(record)
-        fault = fake._take_fault(split.path)
+        fault = fake._take_fault(path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             try:
@@ -719,13 +747,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None:
             messages = {429: "Rate limit exceeded.", 500: "Internal server error.", 503: "Service Unavailable"}
-            return self._send(record, fault.status, {"errorMessages": [messages.get(fault.status, "Injected failure.")], "errors": {}})
+            body = fault.body if fault.body is not None else {
+                "errorMessages": [messages.get(fault.status, "Injected failure.")], "errors": {}}
+            return self._send(record, fault.status, body)
         record.authorized = fake._check_auth(self.headers.get("Authorization"))
         if not record.authorized:
             return self._send(record, 401, {"errorMessages": [UNAUTHORIZED_MESSAGE], "errors": {}},
                               extra_headers={"WWW-Authenticate": 'OAuth realm="https%3A%2F%2Ffake.atlassian.net"'})
         try:
-            status, payload = fake._route(method, split.path, query, body)
+            status, payload = fake._route(method, path, query, body)
         except JiraError as e:
             status, payload = e.status, e.body()
         except Exception as e:  # a bug in the fake: make it visible
