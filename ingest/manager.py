@@ -293,6 +293,9 @@ class AirbyteManager:
             started_at=dt.datetime.now(dt.timezone.utc), destination=dest.describe(),
         )
         results: dict[str, StreamResult] = {}
+        if hasattr(source, "use_warehouse"):
+            # Pullers may read their inputs (shipments, carriers) from the block's destination.
+            source.use_warehouse(dest.query)
         try:
             catalog = source.discover()
             configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)

@@ -98,5 +98,9 @@ class Destination(abc.ABC):
     def record_run(self, run: RunRecord) -> None:
         """Insert or update the run's row in _ingest_runs."""
 
+    @abc.abstractmethod
+    def query(self, sql: str, params: list | None = None) -> list[dict]:
+        """Run a read-only query on a separate cursor (pullers read their inputs, e.g. shipments, this way)."""
+
     def close(self) -> None:  # noqa: B027 - optional
         pass

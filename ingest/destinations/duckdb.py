@@ -63,6 +63,15 @@ class DuckDBDestination(Destination):
     def close(self) -> None:
         self.con.close()
 
+    def query(self, sql: str, params: list | None = None) -> list[dict]:
+        cur = self.con.cursor()  # its own connection to the same database: safe beside the writer thread
+        try:
+            result = cur.execute(sql, params or [])
+            names = [d[0] for d in result.description or []]
+            return [dict(zip(names, row)) for row in result.fetchall()]
+        finally:
+            cur.close()
+
     # ------------------------------------------------------------ metadata tables
 
     def _create_meta_tables(self) -> None:
