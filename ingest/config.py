@@ -23,6 +23,9 @@ from .secrets import REDACTOR, REFERENCE, load_provider
 
 DEFAULT_CONFIG = "connectors.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PACKAGE = re.compile(r"^airbyte-source-[a-z0-9]+(-[a-z0-9]+)*$")
+# Destination settings that are secrets: like a connector's airbyte_secret fields they must be ${REF}s.
+SNOWFLAKE_SECRET_KEYS = ("password", "private_key", "private_key_passphrase")
 WriteMode = Literal["append", "dedup", "replace"]
 SyncMode = Literal["incremental", "full_refresh"]
 
@@ -104,7 +107,7 @@ class BlockSpec(_Strict):
                 "expected exactly one of 'source' (an Airbyte package), 'manifest' (a file) or 'puller'"
                 + (f"; got {', '.join(given)}" if given else "")
             )
-        if self.source and not self.source.startswith("airbyte-source-"):
+        if self.source and not _PACKAGE.match(self.source):
             raise ValueError(f"source: expected an Airbyte connector package like 'airbyte-source-jira', got {self.source!r}")
         if self.components and not self.manifest:
             raise ValueError("components: only valid together with 'manifest'")
@@ -174,16 +177,24 @@ def parse_duration(text: str) -> int:
     return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _line_map(text: str) -> dict[tuple, int]:
-    """Path (tuple of keys/indexes) → 1-based line, so errors can point into the file."""
+def _line_map(text: str, duplicates: list | None = None) -> dict[tuple, int]:
+    """Path (tuple of keys/indexes) → 1-based line, so errors can point into the file.
+
+    Duplicate keys in one mapping (which YAML loaders silently collapse to the last one) are appended to
+    `duplicates` as (path, line of the first occurrence)."""
     lines: dict[tuple, int] = {}
 
     def walk(node, path):
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
             for key_node, value_node in node.value:
                 child = path + (key_node.value,)
-                lines[child] = key_node.start_mark.line + 1
+                line = key_node.start_mark.line + 1
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value in seen and duplicates is not None:
+                    duplicates.append((child, seen[key_node.value]))
+                seen.setdefault(key_node.value, line)
+                lines[child] = line
                 walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
@@ -206,37 +217,165 @@ def _format_path(path: tuple) -> str:
 
 
 class _Problems:
+    """Problems found in one config file, reported as `file:line: key.path: message`, in file order."""
+
     def __init__(self, file: Path, lines: dict[tuple, int]):
-        self.file, self.lines, self.items = file, lines, []
+        self.file, self.lines = file, lines
+        self._found: list[tuple[int, str]] = []
+
+    @property
+    def items(self) -> list[str]:
+        return [text for _, text in sorted(self._found, key=lambda item: item[0])]
+
+    def line(self, path: tuple) -> int:
+        """The line of `path`, or of its nearest ancestor present in the file (the document's first line at worst)."""
+        probe = tuple(path)
+        while True:
+            line = self.lines.get(probe)
+            if line is not None or not probe:
+                return line or 1
+            probe = probe[:-1]
 
     def add(self, path: tuple, message: str) -> None:
-        line = None
-        probe = path
-        while probe and line is None:
-            line = self.lines.get(probe)
-            probe = probe[:-1]
-        where = f"{self.file}:{line}" if line else str(self.file)
-        self.items.append(f"{where}: {_format_path(path) or '(top level)'}: {REDACTOR.redact(message)}")
+        line = self.line(path)
+        item = f"{self.file}:{line}: {_format_path(path) or '(top level)'}: {REDACTOR.redact(message)}"
+        if all(text != item for _, text in self._found):
+            self._found.append((line, item))
 
     def raise_if_any(self) -> None:
-        if self.items:
+        if self._found:
             raise ConfigError(self.items)
 
 
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"), "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def _yaml_type(value: Any) -> str:
+    """How a YAML user would name the type of `value` (never the value itself: it may be a secret)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """A short scalar as written, anything else by its type."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool) and len(repr(value)) <= 60:
+        return repr(value)
+    return _yaml_type(value)
+
+
 def _pydantic_message(err: dict) -> str:
-    kind, msg = err["type"], err["msg"]
+    kind, msg, ctx = err["type"], err["msg"], err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error":
-        expected = err.get("ctx", {}).get("expected", "")
-        return f"expected one of {expected}; got {err.get('input')!r}"
+        return f"expected one of {ctx.get('expected', '')}; got {_shown(err.get('input'))}"
+    if kind in _EXPECTED:
+        return f"expected {_EXPECTED[kind]}; got {_yaml_type(err.get('input'))}"
+    if kind == "too_short":
+        n = ctx.get("min_length")
+        return f"expected at least {n} item{'s' if n != 1 else ''}; got {ctx.get('actual_length', 0)}"
+    if kind == "too_long":
+        return f"expected at most {ctx.get('max_length')} items; got {ctx.get('actual_length')}"
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        return f"expected a number {op} {ctx.get(key)}; got {_shown(err.get('input'))}"
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, ") :]
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{msg.lower()}; got {type(err.get('input')).__name__}"
-    return msg
+        return msg[len("Value error, ") :]
+    return msg[:1].lower() + msg[1:]
+
+
+def _union_tag(part: Any) -> bool:
+    """pydantic inserts the member type into the location of errors inside a union: 'str', 'list[str]',
+    "literal['duckdb','snowflake']", 'DestinationSpec'. Our own keys are lowercase snake_case."""
+    return isinstance(part, str) and ("[" in part or part[:1].isupper() or part in ("str", "int", "float", "bool", "none"))
+
+
+def _split_loc(data: Any, loc: tuple) -> tuple[tuple, tuple | None, str | None, Any]:
+    """pydantic loc → (path in the file, union site, union member, node at the path)."""
+    path: tuple = ()
+    site = tag = None
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path, node = path + (part,), node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path, node = path + (part,), node[part]
+        elif site is None and _union_tag(part):
+            site, tag = path, part
+        else:
+            path, node = path + (part,), None
+    return path, site, tag, node
+
+
+def _structure_problems(data: Any, errors: list[dict], problems: "_Problems") -> None:
+    """Turn pydantic errors into problems at the right file path; one message per union, not one per member."""
+    plain: list[tuple[tuple, str]] = []
+    unions: dict[tuple, dict[str, list[tuple[tuple, dict]]]] = {}
+    for err in errors:
+        path, site, tag, node = _split_loc(data, tuple(err["loc"]))
+        if site is not None:
+            unions.setdefault(site, {}).setdefault(tag, []).append((path, err))
+            continue
+        message = _pydantic_message(err)
+        # A model-level check that names one key ('streams: duplicate ...') is reported at that key.
+        m = re.match(r"^([a-z_]+): (.+)$", message, re.S)
+        if m and isinstance(node, dict) and m.group(1) in node:
+            path, message = path + (m.group(1),), m.group(2)
+        plain.append((path, message))
+    for site, members in unions.items():
+        depth = {tag: max(len(p) - len(site) for p, _ in errs) for tag, errs in members.items()}
+        deepest = max(depth.values())
+        if deepest > 0:
+            # A member that got past the type check is the one the user meant (e.g. a destination mapping).
+            for tag, errs in members.items():
+                if depth[tag] == deepest:
+                    plain.extend((p, _pydantic_message(e)) for p, e in errs)
+            continue
+        wanted: list[str] = []
+        value = None
+        for errs in members.values():
+            for _, e in errs:
+                value = e.get("input")
+                kind = e["type"]
+                if kind == "literal_error":
+                    text = f"one of {(e.get('ctx') or {}).get('expected', '')}"
+                else:
+                    text = _EXPECTED.get(kind) or _pydantic_message(e)
+                if text not in wanted:
+                    wanted.append(text)
+        plain.append((site, f"expected {' or '.join(wanted)}; got {_shown(value)}"))
+    for path, message in plain:
+        problems.add(path, message)
 
 
 # ---------------------------------------------------------------- the loaded project
@@ -257,7 +396,8 @@ class Block:
     name: str
     spec: BlockSpec
     project: "Project"
-    config: dict[str, Any] = field(default_factory=dict)  # secrets resolved (only after resolve_block)
+    # Secrets resolved (only after resolve_block); kept out of repr() so a logged block never shows them.
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
     resolved: bool = False
 
     @property
@@ -340,22 +480,29 @@ def load_project(path: str | Path | None = None) -> Project:
         mark = getattr(exc, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else str(file)
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    lines = _line_map(text)
+    duplicates: list[tuple[tuple, int]] = []
+    lines = _line_map(text, duplicates)
     problems = _Problems(file, lines)
+    for path, first in duplicates:
+        problems.add(path, f"duplicate key (first on line {first}); YAML would silently keep only the last one")
     if not isinstance(data, dict):
-        problems.add((), "expected a mapping with a 'connectors' key")
+        problems.add((), f"expected a mapping with a 'connectors' key; got {_yaml_type(data)}")
         problems.raise_if_any()
-    for name in (data.get("connectors") or {}) if isinstance(data.get("connectors"), dict) else {}:
+    connectors = data.get("connectors")
+    for name in connectors if isinstance(connectors, dict) else {}:
         if not NAME.match(str(name)):
             problems.add(("connectors", name), "block names must be lowercase letters, digits and underscores")
+    defaults = data.get("defaults")
+    snowflake = defaults.get("snowflake") if isinstance(defaults, dict) else None
+    for key in SNOWFLAKE_SECRET_KEYS if isinstance(snowflake, dict) else ():
+        raw = snowflake.get(key)
+        if raw is not None and raw != "" and not (isinstance(raw, str) and REFERENCE.search(raw)):
+            REDACTOR.add(str(raw))
+            problems.add(("defaults", "snowflake", key), f"is a secret: give a reference like ${{SNOWFLAKE_{key.upper()}}}, never the value itself")
     try:
         spec = ProjectSpec.model_validate(data)
     except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if p not in ("str", "DestinationSpec", "list[str]", "literal['duckdb','snowflake']"))
-            # pydantic names union members in loc; drop those so the path matches the file
-            loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p and "]" in p and p not in (data or {}))))
-            problems.add(loc, _pydantic_message(err))
+        _structure_problems(data, exc.errors(), problems)
     problems.raise_if_any()
     project = Project(path=file, spec=spec, lines=lines)
     project.blocks = {name: Block(name=name, spec=b, project=project) for name, b in spec.connectors.items()}
@@ -365,19 +512,32 @@ def load_project(path: str | Path | None = None) -> Project:
 # ---------------------------------------------------------------- per-block resolution
 
 
+_MALFORMED_REFERENCE = re.compile(r"\$\{")
+
+
 def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret_names: set[str]):
     if isinstance(value, dict):
         return {k: _resolve_refs(v, path + (k,), provider, problems, secret_names) for k, v in value.items()}
     if isinstance(value, list):
         return [_resolve_refs(v, path + (i,), provider, problems, secret_names) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
+        if _MALFORMED_REFERENCE.search(REFERENCE.sub("", value)):
+            # Never echo the value: a mistyped reference may well be a pasted secret.
+            problems.add(path, "malformed secret reference: expected ${NAME} (letters, digits and underscores, not starting with a digit)")
+            return value
 
         def sub(m: re.Match) -> str:
             name = m.group(1)
-            secret = provider.get(name)
+            try:
+                secret = provider.get(name)
+            except Exception as exc:  # noqa: BLE001 - a failing secret store is a config problem, not a crash
+                problems.add(path, f"secret reference ${{{name}}} could not be read: {type(exc).__name__}: {exc}")
+                return ""
             if secret is None or secret == "":
                 problems.add(path, f"secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
                 return ""
+            if not isinstance(secret, str):
+                secret = str(secret)
             REDACTOR.add(secret)
             secret_names.add(name)
             return secret
@@ -387,59 +547,173 @@ def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret
 
 
 def _secret_keys(spec: dict, prefix: tuple = ()) -> list[tuple]:
-    """Config paths the connector marks as secret (`airbyte_secret: true`)."""
-    out = []
+    """Config paths the connector marks as secret (`airbyte_secret: true`), also inside oneOf/anyOf/allOf options."""
+    out: list[tuple] = []
+    if not isinstance(spec, dict):
+        return out
     for key, prop in (spec.get("properties") or {}).items():
         if not isinstance(prop, dict):
             continue
         if prop.get("airbyte_secret"):
             out.append(prefix + (key,))
-        if prop.get("type") == "object" or "properties" in prop:
-            out.extend(_secret_keys(prop, prefix + (key,)))
-    return out
+        out.extend(_secret_keys(prop, prefix + (key,)))
+    for combinator in ("oneOf", "anyOf", "allOf"):
+        for option in spec.get(combinator) or []:
+            out.extend(_secret_keys(option, prefix))
+    return list(dict.fromkeys(out))
+
+
+def _json_types(expected: Any) -> str:
+    names = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+             "object": "a mapping", "array": "a list", "null": "null"}
+    kinds = expected if isinstance(expected, list) else [expected]
+    return " or ".join(names.get(k, str(k)) for k in kinds)
 
 
 def _spec_error_message(err) -> str:
     # Never echo the instance: it may be a secret.
-    v = err.validator
+    v, value = err.validator, err.validator_value
     if v == "required":
-        missing = [m for m in err.validator_value if isinstance(err.instance, dict) and m not in err.instance]
+        missing = [m for m in value if isinstance(err.instance, dict) and m not in err.instance]
         return f"required key {', '.join(repr(m) for m in missing)} is missing"
     if v == "type":
-        return f"expected {err.validator_value}, got {type(err.instance).__name__}"
+        return f"expected {_json_types(value)}; got {_yaml_type(err.instance)}"
     if v == "enum":
-        return f"expected one of {err.validator_value}"
+        return f"expected one of {', '.join(repr(x) for x in value)}"
+    if v == "const":
+        return f"expected {value!r}"
     if v == "pattern":
-        return f"does not match the pattern {err.validator_value}"
-    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems"):
-        return f"violates {v} {err.validator_value}"
+        return f"does not match the pattern {value}"
+    bounds = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}
+    if v in bounds:
+        return f"expected a number {bounds[v]} {value} ({v})"
+    sizes = {"minLength": ("at least", "characters"), "maxLength": ("at most", "characters"),
+             "minItems": ("at least", "items"), "maxItems": ("at most", "items"),
+             "minProperties": ("at least", "keys"), "maxProperties": ("at most", "keys")}
+    if v in sizes:
+        how, what = sizes[v]
+        return f"expected {how} {value} {what} ({v})"
+    if v == "uniqueItems":
+        return "expected unique items"
     if v == "format":
-        return f"expected format {err.validator_value}"
-    return REDACTOR.redact(err.message)
+        return f"expected format {value}"
+    if v == "additionalProperties" and isinstance(err.instance, dict):
+        known = set((err.schema or {}).get("properties") or {})
+        extra = [k for k in err.instance if k not in known]
+        return f"unknown key{'s' if len(extra) != 1 else ''} {', '.join(repr(k) for k in extra)} (the connector allows no others)"
+    return f"does not satisfy the connector spec's {v!r} rule"
 
 
-def connector_spec_for(block: Block) -> dict | None:
-    """The connector's connectionSpecification, read from package files (no CDK import); None for pullers."""
+def _option_selected(option: Any, instance: Any) -> bool:
+    """Does `instance` pick this oneOf/anyOf option by a discriminator (a property with a `const` or one-value enum)?"""
+    if not isinstance(option, dict) or not isinstance(instance, dict):
+        return False
+    tags = {}
+    for key, prop in (option.get("properties") or {}).items():
+        if isinstance(prop, dict):
+            if "const" in prop:
+                tags[key] = prop["const"]
+            elif isinstance(prop.get("enum"), list) and len(prop["enum"]) == 1:
+                tags[key] = prop["enum"][0]
+    present = {k: c for k, c in tags.items() if k in instance}
+    return bool(present) and all(instance[k] == c for k, c in present.items())
+
+
+def _spec_problems(err) -> list[tuple[tuple, str]]:
+    """A jsonschema error → (config path, message) pairs. For a oneOf/anyOf the option the config selects
+    (e.g. by `auth_type`) is explained key by key; otherwise the options are listed."""
+    if err.validator in ("oneOf", "anyOf") and isinstance(err.validator_value, list):
+        options = err.validator_value
+        chosen = [i for i, option in enumerate(options) if _option_selected(option, err.instance)]
+        if len(chosen) == 1 and err.context:
+            inner = [e for e in err.context if e.relative_schema_path and e.relative_schema_path[0] == chosen[0]]
+            if inner:
+                return [p for e in inner for p in _spec_problems(e)]
+        names = []
+        for i, option in enumerate(options):
+            name = option.get("title") if isinstance(option, dict) else None
+            names.append(str(name or f"option {i + 1}"))
+        return [(tuple(err.absolute_path), f"matches none of the allowed options: {', '.join(names)}")]
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict) and isinstance(err.schema, dict):
+        known = set(err.schema.get("properties") or {})
+        extra = [k for k in err.instance if k not in known]
+        if extra:
+            return [(tuple(err.absolute_path) + (k,), "unknown key (the connector's spec allows no others)") for k in extra]
+    return [(tuple(err.absolute_path), _spec_error_message(err))]
+
+
+def _file_problem(name: str, path: Path | None, exc: BaseException) -> str:
+    """`name: what is wrong`, without repeating the path the exception may already start with."""
+    message = _yaml_problem(exc)
+    if path is not None:
+        message = message.replace(f"{path}: ", "")
+    return f"{name}: {message}"
+
+
+def _yaml_problem(exc: BaseException) -> str:
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+    if isinstance(exc, (OSError, UnicodeDecodeError)):
+        return f"cannot read it: {type(exc).__name__}: {exc}"
+    return str(exc)
+
+
+def _connector_spec(block: Block, problems: _Problems) -> dict | None:
+    """The connector's connectionSpecification; problems with the files it comes from are reported at the key
+    that names them. None for pullers without a spec and when a problem was reported."""
     from .sources import manifest as mf
 
     s = block.spec
+    base = ("connectors", block.name)
     if s.puller:
         from .sources.pullers import puller_spec
 
         return puller_spec(s.puller)
+    module = None
     if s.manifest:
-        manifest = mf.load_yaml_file(block.path(s.manifest))
-        module = None
+        try:
+            manifest = mf.load_yaml_file(block.path(s.manifest))
+        except Exception as exc:  # noqa: BLE001
+            problems.add(base + ("manifest",), _file_problem(s.manifest, block.path(s.manifest), exc))
+            return None
     else:
         module = package_module(s.source)
-        manifest = mf.load_package_manifest(module)
+        try:
+            manifest = mf.load_package_manifest(module)
+        except Exception as exc:  # noqa: BLE001
+            problems.add(base + ("source",), f"cannot read the manifest of {s.source}: {_yaml_problem(exc)}")
+            return None
     if s.overrides:
-        override = mf.load_yaml_file(block.path(s.overrides))
-        if manifest is not None:
-            manifest = mf.apply_override(manifest, override)
-        else:
-            manifest = {"spec": override.get("spec")} if override.get("spec") else None
-    return mf.connector_spec(module, manifest)
+        try:
+            override = mf.load_yaml_file(block.path(s.overrides))
+        except Exception as exc:  # noqa: BLE001
+            problems.add(base + ("overrides",), _file_problem(s.overrides, block.path(s.overrides), exc))
+            return None
+        if manifest is None:
+            # The runner can only patch a declarative manifest; a Python connector would fail at sync time.
+            problems.add(base + ("overrides",), f"{s.source} is not a declarative connector (it has no manifest.yaml), so it cannot be overridden")
+            return None
+        manifest = mf.apply_override(manifest, override)
+    try:
+        spec = mf.connector_spec(module, manifest)
+    except Exception as exc:  # noqa: BLE001
+        problems.add(base + (("manifest",) if s.manifest else ("source",)), _yaml_problem(exc))
+        return None
+    if not isinstance(spec, dict):
+        problems.add(base + (("manifest",) if s.manifest else ("source",)), f"the connector's spec is not a mapping; got {_yaml_type(spec)}")
+        return None
+    return spec
+
+
+def connector_spec_for(block: Block) -> dict | None:
+    """The connector's connectionSpecification, read from package files (no CDK import); None for pullers.
+    Raises ConfigError (with file:line and key) when the manifest, package or override cannot be read."""
+    problems = _Problems(block.project.path, block.project.lines)
+    spec = _connector_spec(block, problems)
+    problems.raise_if_any()
+    return spec
 
 
 def package_module(package: str) -> str:
@@ -457,51 +731,61 @@ def resolve_block(block: Block) -> Block:
     s = block.spec
     for key in ("manifest", "components", "overrides"):
         rel = getattr(s, key)
-        if rel and not block.path(rel).exists():
+        if rel and not block.path(rel).is_file():
             problems.add(base + (key,), f"file not found: {block.path(rel)}")
     if s.source:
         from .sources.manifest import package_dir
 
         try:
             package_dir(package_module(s.source))
-        except (ModuleNotFoundError, FileNotFoundError):
+        except (ModuleNotFoundError, FileNotFoundError, ValueError):
             problems.add(base + ("source",), f"connector package {s.source!r} is not installed (pip install {s.source})")
     if s.puller:
         from .sources.pullers import PULLERS
 
         if s.puller not in PULLERS:
-            problems.add(base + ("puller",), f"unknown puller {s.puller!r}; expected one of {', '.join(sorted(PULLERS))}")
+            known = f"expected one of {', '.join(sorted(PULLERS))}" if PULLERS else "no pullers are available in this version"
+            problems.add(base + ("puller",), f"unknown puller {s.puller!r}; {known}")
     problems.raise_if_any()
 
     try:
         provider = load_provider(project.defaults.secrets)
     except Exception as exc:  # noqa: BLE001 - any import problem is a config problem
-        problems.add(("defaults", "secrets"), f"cannot load secret provider: {exc}")
+        problems.add(("defaults", "secrets"), f"cannot load secret provider: {type(exc).__name__}: {exc}")
         problems.raise_if_any()
     used: set[str] = set()
     config = _resolve_refs(s.config, base + ("config",), provider, problems, used)
-    # Destination credentials are secrets too.
-    problems.raise_if_any()
+    # Destination credentials (defaults.snowflake) are resolved by the Snowflake destination
+    # (ingest/destinations/snowflake.py: resolve_config); load_project already rejects literal ones.
 
-    spec = connector_spec_for(block)
+    spec = _connector_spec(block, problems)
     if spec:
         for secret_path in _secret_keys(spec):
-            raw = s.config
-            for part in secret_path:
-                raw = raw.get(part) if isinstance(raw, dict) else None
-            if isinstance(raw, str) and raw and not REFERENCE.search(raw):
-                if config_value(config, secret_path):
-                    REDACTOR.add(raw)
-                problems.add(
-                    base + ("config",) + secret_path,
-                    "is a secret: give a reference like ${MY_TOKEN}, never the value itself",
-                )
+            raw = config_value(s.config, secret_path)
+            if raw is None or raw == "" or (isinstance(raw, str) and (REFERENCE.search(raw) or "${" in raw)):
+                continue  # a reference (a malformed one is reported by _resolve_refs)
+            if isinstance(raw, (str, int, float)) and not isinstance(raw, bool):
+                REDACTOR.add(str(raw))
+            problems.add(
+                base + ("config",) + secret_path,
+                "is a secret: give a reference like ${MY_TOKEN}, never the value itself",
+            )
+    # Unset references, literal secrets and unreadable files first: spec errors on half-resolved values would mislead.
+    problems.raise_if_any()
+
+    if spec:
         import jsonschema
 
-        validator_cls = jsonschema.validators.validator_for(spec, default=jsonschema.Draft7Validator)
-        validator = validator_cls(spec, format_checker=validator_cls.FORMAT_CHECKER)
-        for err in sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path)):
-            problems.add(base + ("config",) + tuple(err.absolute_path), _spec_error_message(err))
+        try:
+            validator_cls = jsonschema.validators.validator_for(spec, default=jsonschema.Draft7Validator)
+            validator = validator_cls(spec, format_checker=validator_cls.FORMAT_CHECKER)
+            found = [p for err in validator.iter_errors(config) for p in _spec_problems(err)]
+        except Exception as exc:  # noqa: BLE001 - a broken spec (SchemaError, unknown type ...) is not the user's crash
+            key = "manifest" if s.manifest else ("overrides" if s.overrides else ("source" if s.source else "puller"))
+            problems.add(base + (key,), f"the connector's spec is not a valid JSON schema: {type(exc).__name__}")
+            found = []
+        for path, message in found:  # _Problems lists them in file order
+            problems.add(base + ("config",) + path, message)
     problems.raise_if_any()
     block.config = config
     block.resolved = True
@@ -509,6 +793,7 @@ def resolve_block(block: Block) -> Block:
 
 
 def config_value(config: dict, path: tuple):
+    """The value at `path` in a nested config, or None."""
     for part in path:
         if not isinstance(config, dict):
             return None

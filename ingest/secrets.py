@@ -11,11 +11,13 @@ messages, events and anything else we render. Secrets never leave the process.
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import re
 import threading
 from typing import Protocol
+from urllib.parse import quote, quote_plus
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "****"
@@ -52,11 +54,12 @@ class Redactor:
 
     def add(self, value: str) -> None:
         # Very short values would redact ordinary words; secrets that short are not secrets anyway.
-        if not value or len(value) < 4:
+        if not isinstance(value, str) or len(value) < 4:
             return
         with self._lock:
-            if value not in self._values:
-                self._values.add(value)
+            new = {v for v in _variants(value) if len(v) >= 4} - self._values
+            if new:
+                self._values |= new
                 alternatives = sorted(self._values, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(v) for v in alternatives))
 
@@ -66,14 +69,26 @@ class Redactor:
         return pattern.sub(MASK, text) if pattern else text
 
     def redact_obj(self, obj):
-        """Redact every string inside a JSON-like structure."""
+        """Redact every string inside a JSON-like structure (keys included); containers keep their type."""
         if isinstance(obj, str):
             return self.redact(obj)
         if isinstance(obj, dict):
-            return {k: self.redact_obj(v) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
+            return {(self.redact(k) if isinstance(k, str) else k): self.redact_obj(v) for k, v in obj.items()}
+        if isinstance(obj, tuple):
+            return tuple(self.redact_obj(v) for v in obj)
+        if isinstance(obj, list):
             return [self.redact_obj(v) for v in obj]
+        if isinstance(obj, (set, frozenset)):
+            return type(obj)(self.redact_obj(v) for v in obj)
+        if isinstance(obj, (bytes, bytearray)):
+            return self.redact(obj.decode("utf-8", "replace"))
         return obj
+
+
+def _variants(value: str) -> set[str]:
+    """The forms a secret takes when it is rendered: as is, JSON- or repr-escaped, URL-encoded."""
+    out = {value, json.dumps(value)[1:-1], repr(value)[1:-1], quote(value, safe=""), quote_plus(value)}
+    return {v for v in out if v}
 
 
 REDACTOR = Redactor()
@@ -89,6 +104,17 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = REDACTOR.redact(message)
         record.args = None
+        # A Formatter renders exc_info into exc_text only AFTER the filters ran, so render it here, redacted, and
+        # drop exc_info (Formatter.format uses an existing exc_text as is).
+        if record.exc_info and record.exc_info != (None, None, None):
+            if not record.exc_text:
+                record.exc_text = _FORMATTER.formatException(record.exc_info)
+            record.exc_info = None
         if record.exc_text:
             record.exc_text = REDACTOR.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = REDACTOR.redact(record.stack_info)
         return True
+
+
+_FORMATTER = logging.Formatter()

@@ -1,0 +1,331 @@
+"""connectors.yaml validation, end to end through the real CLI.
+
+Every file in fixtures/configs/bad/ must be rejected by `ingest validate` AND by `ingest run <block>`: exit 2, an
+error naming the file, line, block and key (the `# expect:` lines), no traceback, no secret, and nothing written
+(no DuckDB file created, an existing one left byte-for-byte untouched).
+Every file in fixtures/configs/good/ must validate, and `ingest list` / `ingest validate` must not import the
+Airbyte CDK (or a connector, DuckDB, Arrow) and stay fast.
+
+Fixture headers (comment lines at the top of a fixture):
+    # expect: <substring>           every command's stderr must contain it ({file} = the config path passed to -c)
+    # expect-validate: <substring>  only `ingest validate` (which checks every block) must report it
+    # forbid: <substring>           must appear nowhere in stdout/stderr (e.g. a literal secret in the file)
+    # block: <name>                 the block `ingest run` is asked to sync
+    # lists: <a>, <b>               (good configs) the blocks `ingest list` / `ingest validate` must show
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "fixtures" / "configs"
+BAD = sorted((CONFIGS / "bad").glob("*.yaml"))
+GOOD = sorted((CONFIGS / "good").glob("*.yaml"))
+
+# A recognisable fake secret: every fixture that needs a token references ${INGEST_TEST_JIRA_TOKEN}.
+FAKE_SECRET = "tok-SECRET-abc123xyz"
+TEST_ENV = {
+    "INGEST_TEST_JIRA_TOKEN": FAKE_SECRET,
+    "INGEST_TEST_JIRA_DOMAIN": "example.atlassian.net",
+    "INGEST_TEST_JIRA_EMAIL": "someone@example.com",
+    "INGEST_TEST_SNOWFLAKE_PASSWORD": "sf-SECRET-pw-778899",
+}
+# Modules `ingest list` / `ingest validate` must never import (top-level package names).
+HEAVY = ("airbyte_cdk", "source_jira", "source_faker", "duckdb", "pyarrow", "pandas", "requests_cache")
+TIMEOUT = 60
+
+
+@dataclass
+class Case:
+    path: Path
+    expects: list[str] = field(default_factory=list)
+    expects_validate: list[str] = field(default_factory=list)
+    forbids: list[str] = field(default_factory=list)
+    block: str | None = None
+    lists: list[str] = field(default_factory=list)
+
+
+def read_case(path: Path) -> Case:
+    case = Case(path)
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            if line.strip():
+                break
+            continue
+        key, sep, value = line[1:].strip().partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        if key == "expect":
+            case.expects.append(value)
+        elif key == "expect-validate":
+            case.expects_validate.append(value)
+        elif key == "forbid":
+            case.forbids.append(value)
+        elif key == "block":
+            case.block = value
+        elif key == "lists":
+            case.lists = [b.strip() for b in value.split(",") if b.strip()]
+    return case
+
+
+def env(extra: dict | None = None) -> dict:
+    out = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "JIRA_", "SNOWFLAKE_"))}
+    out.update(METAFLOW_USER="dev", PYTHONUNBUFFERED="1", **TEST_ENV)
+    out.update(extra or {})
+    return out
+
+
+def stage(root: Path, fixture: Path) -> Path:
+    """Copy a fixture and the files it refers to (support/, the repo's overrides/) into `root`; return the copy.
+
+    Relative paths in a config resolve next to the config file, and commands run from a different directory, so
+    a product that resolved them against the working directory would fail the good configs.
+    """
+    root.mkdir(parents=True)
+    shutil.copy(fixture, root / fixture.name)
+    shutil.copytree(CONFIGS / "support", root / "support")
+    if (ROOT / "overrides").is_dir():
+        shutil.copytree(ROOT / "overrides", root / "overrides")
+    return root / fixture.name
+
+
+def start(args: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", *args],
+        cwd=cwd, env=env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+@dataclass
+class Result:
+    args: list[str]
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:
+        return f"ingest {' '.join(self.args)} → exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def finish(proc: subprocess.Popen) -> Result:
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"ingest {' '.join(proc.args[3:])} did not finish in {TIMEOUT}s\n{out}\n{err}")
+    return Result(list(proc.args[3:]), proc.returncode, out, err)
+
+
+def ingest(args: list[str], cwd: Path, extra_env: dict | None = None) -> Result:
+    return finish(start(args, cwd, extra_env))
+
+
+def duckdb_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if ".duckdb" in p.name or p.suffix in (".db", ".wal"))
+
+
+def make_duckdb(path: Path) -> None:
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute("create table keep_me as select 42 as answer")
+    con.close()
+
+
+def fingerprint(path: Path) -> tuple:
+    stat = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), stat.st_size, stat.st_mtime_ns
+
+
+def assert_rejected(result: Result, config: Path, case: Case, *, validate: bool) -> None:
+    assert result.code == 2, str(result)
+    wanted = case.expects + (case.expects_validate if validate else [])
+    for expect in wanted:
+        text = expect.replace("{file}", str(config))
+        assert text in result.stderr, f"expected {text!r} in stderr\n{result}"
+    assert "Traceback" not in result.output, str(result)
+    assert FAKE_SECRET not in result.output, str(result)
+    for forbidden in case.forbids:
+        assert forbidden not in result.output, f"{forbidden!r} must not be shown\n{result}"
+    errors = [line for line in result.stderr.splitlines() if line.startswith("config error:")]
+    assert errors, str(result)
+    for line in errors:
+        # Every problem names the file and a line: `config error: <file>:<line>: ...`
+        assert line.startswith(f"config error: {config}:"), line
+        assert line[len(f"config error: {config}:"):].split(":", 1)[0].isdigit(), line
+
+
+def test_corpus_is_big_enough_and_well_formed():
+    assert len(BAD) >= 15
+    assert GOOD
+    for path in BAD:
+        case = read_case(path)
+        assert path.read_text().startswith("# expect: "), f"{path.name}: must start with an '# expect:' line"
+        assert case.block, f"{path.name}: needs a '# block:' line"
+        assert any("{file}:" in e for e in case.expects), f"{path.name}: one expectation must pin file:line"
+    for path in GOOD:
+        assert read_case(path).lists, f"{path.name}: needs a '# lists:' line"
+
+
+# `run` over an existing DuckDB file, once per stage of the per-block checks (after the structural check passed):
+# files, package, secrets, literal secret, connector spec loading, spec validation (package and manifest).
+# (`validate` runs over an existing DuckDB file and `run` starts without one for every fixture.)
+RUN_OVER_EXISTING_DB = {
+    "missing_overrides_file", "unknown_package", "missing_secret", "jira_literal_token", "broken_override_file",
+    "faker_count_zero", "jira_missing_email", "manifest_oneof_missing_key",
+}
+
+
+def test_run_over_existing_db_cases_reach_the_per_block_checks():
+    from ingest.config import load_project
+
+    for name in sorted(RUN_OVER_EXISTING_DB):
+        load_project(CONFIGS / "bad" / f"{name}.yaml")  # raises if the structural check already rejects it
+
+
+@pytest.mark.parametrize("fixture", BAD, ids=[p.stem for p in BAD])
+def test_bad_config_is_rejected_and_nothing_is_written(fixture: Path, tmp_path: Path):
+    case = read_case(fixture)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    # Independent copies so the commands run in parallel and each one's effects are visible on its own:
+    # - validate, with a DuckDB file already where the block writes (the default path next to the config);
+    # - run, with no DuckDB file yet;
+    # - for some files (see RUN_OVER_EXISTING_DB), run again with an existing DuckDB file.
+    validate_cfg = stage(tmp_path / "validate", fixture)
+    runs = [stage(tmp_path / "run", fixture)]
+    if fixture.stem in RUN_OVER_EXISTING_DB:
+        runs.append(stage(tmp_path / "existing", fixture))
+    existing = [cfg.parent / "warehouse.duckdb" for cfg in [validate_cfg, *runs[1:]]]
+    for db in existing:
+        make_duckdb(db)
+    before = [fingerprint(db) for db in existing]
+
+    procs = [start(["-c", str(validate_cfg), "validate"], cwd)] + [start(["-c", str(cfg), "run", case.block], cwd) for cfg in runs]
+    results = [finish(p) for p in procs]
+
+    assert_rejected(results[0], validate_cfg, case, validate=True)
+    for cfg, result in zip(runs, results[1:]):
+        assert_rejected(result, cfg, case, validate=False)
+    assert duckdb_files(tmp_path) == sorted(existing), "a rejected config must not create a DuckDB file"
+    assert [fingerprint(db) for db in existing] == before, "a rejected config must not touch an existing DuckDB file"
+
+
+@pytest.mark.parametrize("fixture", GOOD, ids=[p.stem for p in GOOD])
+def test_good_config_validates(fixture: Path, tmp_path: Path):
+    case = read_case(fixture)
+    config = stage(tmp_path / "project", fixture)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    validate, listed = (finish(p) for p in [start(["-c", str(config), "validate"], cwd), start(["-c", str(config), "list"], cwd)])
+    assert validate.code == 0, str(validate)
+    assert validate.stdout.split() == [w for b in case.lists for w in ("ok", b)], str(validate)
+    assert listed.code == 0, str(listed)
+    shown = [line.split()[0] for line in listed.stdout.splitlines()[1:] if line.strip()]
+    assert shown == case.lists, str(listed)
+    for result in (validate, listed):
+        assert "Traceback" not in result.output and FAKE_SECRET not in result.output, str(result)
+        assert result.stderr == "", str(result)
+    assert duckdb_files(tmp_path) == [], "validate/list must not create a DuckDB file"
+
+
+# Runs the real console entry point (`ingest.cli:main`) and reports, at exit, which heavy modules were imported
+# and how long the command took inside the interpreter.
+PROBE = r"""
+import atexit, json, os, sys, time
+started = time.perf_counter()
+
+def report():
+    loaded = sorted({m.split(".")[0] for m in sys.modules} & set(os.environ["PROBE_HEAVY"].split(",")))
+    with open(os.environ["PROBE_OUT"], "w") as f:
+        json.dump({"heavy": loaded, "seconds": time.perf_counter() - started}, f)
+
+atexit.register(report)
+from ingest.cli import main
+main(sys.argv[1:], prog_name="ingest")
+"""
+
+
+@pytest.mark.parametrize("command", ["list", "validate"])
+def test_list_and_validate_do_not_import_the_cdk_and_are_fast(command: str, tmp_path: Path):
+    config = stage(tmp_path / "project", CONFIGS / "good" / "every_option.yaml")
+    out = tmp_path / "probe.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "-c", str(config), command], cwd=tmp_path, capture_output=True, text=True,
+        timeout=TIMEOUT, env=env({"PROBE_OUT": str(out), "PROBE_HEAVY": ",".join(HEAVY)}),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads(out.read_text())
+    assert report["heavy"] == [], f"`ingest {command}` imported {report['heavy']}"
+    # Importing the CDK alone takes seconds; list/validate take ~0.2 s. Generous for a loaded CI machine.
+    assert report["seconds"] < 3.0, report
+
+
+def test_repo_connectors_yaml_validates(tmp_path: Path):
+    if not (ROOT / "connectors.yaml").is_file():
+        pytest.skip("no connectors.yaml in the repository")
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "connectors.yaml", project / "connectors.yaml")
+    if (ROOT / "overrides").is_dir():
+        shutil.copytree(ROOT / "overrides", project / "overrides")
+    jira = {"JIRA_DOMAIN": "example.atlassian.net", "JIRA_EMAIL": "someone@example.com", "JIRA_API_TOKEN": FAKE_SECRET}
+    result = ingest(["validate"], project, jira)
+    assert result.code == 0, str(result)
+    assert FAKE_SECRET not in result.output
+    assert duckdb_files(project) == []
+
+
+def test_missing_secrets_are_all_reported(tmp_path: Path):
+    """Unset references are reported together, each at its own key and line, with what to export."""
+    config = stage(tmp_path / "project", CONFIGS / "good" / "faker_and_jira.yaml")
+    result = ingest(["-c", str(config), "validate"], tmp_path, {"INGEST_TEST_JIRA_DOMAIN": "", "INGEST_TEST_JIRA_EMAIL": ""})
+    assert result.code == 2, str(result)
+    assert f"{config}:33: connectors.jira.config.domain: secret reference ${{INGEST_TEST_JIRA_DOMAIN}} is not set" in result.stderr
+    assert f"{config}:34: connectors.jira.config.email: secret reference ${{INGEST_TEST_JIRA_EMAIL}} is not set" in result.stderr
+    assert "ok  demo" in result.stdout  # the other block is still checked and fine
+    assert FAKE_SECRET not in result.output and "Traceback" not in result.output
+
+
+def test_unknown_block_and_missing_file(tmp_path: Path):
+    config = stage(tmp_path / "project", CONFIGS / "good" / "minimal.yaml")
+    unknown, missing = (
+        finish(p)
+        for p in [
+            start(["-c", str(config), "run", "nope"], tmp_path),
+            start(["-c", str(tmp_path / "missing.yaml"), "validate"], tmp_path),
+        ]
+    )
+    assert unknown.code == 2 and "no connector block named 'nope' (blocks: demo)" in unknown.stderr, str(unknown)
+    assert missing.code == 2 and f"{tmp_path / 'missing.yaml'}: file not found" in missing.stderr, str(missing)
+    for result in (unknown, missing):
+        assert "Traceback" not in result.output, str(result)
+    assert duckdb_files(tmp_path) == []
+
+
+def test_problems_are_listed_in_file_order_in_process():
+    """The library API (used by Metaflow steps) raises one ConfigError with every structural problem, in file order."""
+    from ingest.config import load_project
+    from ingest.errors import ConfigError
+
+    path = CONFIGS / "bad" / "many_problems.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_project(path)
+    lines = [int(p.split(":")[1]) for p in info.value.problems]
+    assert lines == sorted(lines) and len(lines) == 3, info.value.problems
+    assert all(p.startswith(f"{path}:") for p in info.value.problems)
