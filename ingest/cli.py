@@ -49,10 +49,17 @@ def _project(ctx):
     return load_project(ctx.obj["config"])
 
 
-def _manager(ctx, progress=None):
+def _manager(ctx, progress=None, resolve: str | None = None):
+    """The library entry point. With `resolve`, the block is validated (secrets, spec) before the manager and its
+    heavy imports (pyarrow, the CDK) load, so a config mistake fails fast and touches nothing."""
+    project = _project(ctx)
+    if resolve:
+        from .config import resolve_block
+
+        resolve_block(project.block(resolve))
     from .manager import AirbyteManager
 
-    return AirbyteManager(_project(ctx), progress=progress)
+    return AirbyteManager(project, progress=progress)
 
 
 @click.group(cls=_Group)
@@ -115,7 +122,7 @@ def spec(ctx, block):
 @click.pass_context
 def check(ctx, block):
     """Check that the block's connector can connect with its config."""
-    ok, message = _manager(ctx).check(block)
+    ok, message = _manager(ctx, resolve=block).check(block)
     if ok:
         click.echo(f"{block}: check succeeded")
         return
@@ -129,7 +136,7 @@ def check(ctx, block):
 @click.pass_context
 def discover(ctx, block, as_json):
     """List the streams the connector offers."""
-    catalog = _manager(ctx).discover(block)
+    catalog = _manager(ctx, resolve=block).discover(block)
     if as_json:
         from airbyte_cdk.models import AirbyteCatalogSerializer
 
@@ -161,7 +168,7 @@ def _progress_printer():
 @click.pass_context
 def run(ctx, block, streams, full_refresh, destination):
     """Sync a connector block into its destination."""
-    manager = _manager(ctx, progress=_progress_printer())
+    manager = _manager(ctx, progress=_progress_printer(), resolve=block)
     click.echo(f"{block}: syncing {', '.join(streams) or 'all streams'}{' (full refresh)' if full_refresh else ''}", err=True)
     result = manager.run(block, streams=list(streams) or None, full_refresh=full_refresh, destination=destination)
     _print_summary(result)

@@ -77,10 +77,11 @@ def make_source(block: Block):
     return AirbyteSource(block)
 
 
-def make_destination(project: Project, block: Block | None, override: str | None = None) -> Destination:
-    """`override` is the CLI's --destination: 'duckdb', 'snowflake', or a path to a .duckdb file."""
+def destination_choice(project: Project, block: Block | None, override: str | None = None) -> tuple[str, str]:
+    """Which destination a run writes to: ('duckdb', path) or ('snowflake', ''). `override` is the CLI's
+    --destination: 'duckdb', 'snowflake', or a path to a .duckdb file. Checked before anything is opened."""
     kind = block.destination_type if block else project.defaults.destination
-    path = project.duckdb_path(block)
+    path = str(project.duckdb_path(block))
     if override:
         if override in ("duckdb", "snowflake"):
             kind = override
@@ -88,6 +89,11 @@ def make_destination(project: Project, block: Block | None, override: str | None
             kind, path = "duckdb", override.removeprefix("duckdb:")
         else:
             raise ConfigError(f"--destination: expected 'duckdb', 'snowflake' or a path to a .duckdb file, got {override!r}")
+    return kind, path
+
+
+def make_destination(project: Project, block: Block | None, override: str | None = None) -> Destination:
+    kind, path = destination_choice(project, block, override)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 
@@ -157,6 +163,8 @@ class _Writer(threading.Thread):
                     self.destination.write(target, batch, new_cols, state)
                 elif kind == "finish":
                     self.destination.finish_stream(target, args[0])
+                elif kind == "abort":
+                    self.destination.abort_stream(target)
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
                 self.error = exc
 
@@ -242,9 +250,12 @@ class AirbyteManager:
                 raise ConfigError(f"--stream: block {block.name!r} has no stream(s) {', '.join(unknown)} (streams: {', '.join(sorted(names))})")
             wanted = [s for s in wanted if s.name in only]
         problems, configured, settings = [], [], {}
+        index = {s.name: i for i, s in enumerate(block.streams)}
         for s in wanted:
             stream = available.get(s.name)
-            where = f"{self.project.path}: connectors.{block.name}.streams[{s.name}]"
+            i = index[s.name]
+            line = self.project.lines.get(("connectors", block.name, "streams", i, "name"))
+            where = f"{self.project.path}{f':{line}' if line else ''}: connectors.{block.name}.streams[{i}]"
             if stream is None:
                 problems.append(f"{where}: the connector has no stream {s.name!r} (it offers: {', '.join(sorted(available))})")
                 continue
@@ -286,19 +297,30 @@ class AirbyteManager:
 
         block = self.block(name)
         started = time.monotonic()
+        destination_choice(self.project, block, destination)  # a bad flag fails before anything is opened
         source = make_source(block)
-        dest = make_destination(self.project, block, destination)
         run = RunRecord(
             run_id=run_id or new_run_id(), block=block.name, team=block.team, streams=[],
-            started_at=dt.datetime.now(dt.timezone.utc), destination=dest.describe(),
+            started_at=dt.datetime.now(dt.timezone.utc),
         )
         results: dict[str, StreamResult] = {}
+        # Discover and check the streams before the destination is opened: a stream the connector doesn't offer
+        # is a config error (exit 2) and must leave no file behind.
+        try:
+            catalog = source.discover()
+        except SyncError as exc:
+            catalog, discover_error = None, exc
+        else:
+            discover_error = None
+            configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
+        dest = make_destination(self.project, block, destination)
+        run.destination = dest.describe()
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
             source.use_warehouse(dest.query)
         try:
-            catalog = source.discover()
-            configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
+            if discover_error is not None:
+                raise discover_error
             run.streams = list(settings)
             stored = {} if full_refresh else dest.read_state(block.name)
             state = state_messages(stored, set(settings))
@@ -413,6 +435,7 @@ class AirbyteManager:
             # A staged (replace) load is only swapped in when the read succeeded: a failed run keeps the old table.
             for name, target in targets.items():
                 if target.staged and error:
+                    writer.submit(("abort", target))  # the old table stays; the half-built one goes
                     continue
                 flush(name, None)
                 writer.submit(("finish", target, None if error else pending_state[name]))

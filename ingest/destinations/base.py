@@ -94,6 +94,9 @@ class Destination(abc.ABC):
     def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
         """End of a stream: for a staged load, swap the staging table in and store the final state atomically."""
 
+    def abort_stream(self, target: StreamTarget) -> None:  # noqa: B027 - optional
+        """The sync failed: discard a staged load (the previous table and state stay as they were)."""
+
     @abc.abstractmethod
     def record_run(self, run: RunRecord) -> None:
         """Insert or update the run's row in _ingest_runs."""

@@ -219,6 +219,11 @@ class DuckDBDestination(Destination):
         )
         con.execute("DROP TABLE __ingest_dedup")
 
+    def abort_stream(self, target: StreamTarget) -> None:
+        if target.staged:
+            self.con.execute(f"DROP TABLE IF EXISTS {q(staging_name(target.table))}")
+            self._columns.pop(staging_name(target.table), None)
+
     def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
         if not target.staged:
             if state is not None:
