@@ -96,3 +96,12 @@ def test_list_validate_and_discover(project):
     assert project.cli("check", "demo").code == 0
     spec = project.cli("spec", "demo")
     assert spec.code == 0 and "count" in json.loads(spec.stdout)["properties"]
+
+
+def test_a_stream_the_connector_does_not_offer_is_a_config_error_that_writes_nothing(project):
+    project.write_config(demo_config().replace("- name: products", "- name: prodcts"))
+    r = project.cli("run", "demo")
+    assert r.code == 2, r.output
+    assert "connectors.yaml:" in r.stderr and "connectors.demo.streams[1]" in r.stderr and "prodcts" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not project.db.exists()
