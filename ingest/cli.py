@@ -15,8 +15,18 @@ from .errors import ConfigError, IngestError
 from .secrets import REDACTOR, RedactingFilter
 
 
+class _OneLine(logging.Filter):
+    """Below -vv, log records carry no tracebacks: the connector's errors are summarised by our own error line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
 def _setup_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
+    if verbose < 2:
+        handler.addFilter(_OneLine())
     handler.addFilter(RedactingFilter())
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
@@ -138,7 +148,7 @@ def discover(ctx, block, as_json):
     """List the streams the connector offers."""
     catalog = _manager(ctx, resolve=block).discover(block)
     if as_json:
-        from airbyte_cdk.models import AirbyteCatalogSerializer
+        from airbyte_cdk.models.airbyte_protocol_serializers import AirbyteCatalogSerializer
 
         click.echo(json.dumps(AirbyteCatalogSerializer.dump(catalog), indent=2, default=str))
         return
@@ -190,6 +200,9 @@ def _print_summary(result) -> None:
         table.add_row(r.stream, r.table, r.sync, r.write, f"{r.records:,}", REDACTOR.redact(cursor)[:80])
     console = Console(width=200)
     console.print(table)
+    if result.events_sent or result.event_errors:
+        console.print(f"events: {result.events_sent} published"
+                      + (f", {len(result.event_errors)} kept as pending (ingest events replay)" if result.event_errors else ""))
     status = "succeeded" if result.ok else "FAILED"
     total = sum(r.records for r in result.streams.values())
     rate = total / result.seconds if result.seconds else 0
@@ -224,6 +237,67 @@ def state_show(ctx, block, destination):
 def state_reset(ctx, block, streams, destination):
     removed = _manager(ctx).reset_state(block, list(streams) or None, destination)
     click.echo(f"{block}: removed {removed} state entr{'y' if removed == 1 else 'ies'}; the next run reads from the start")
+
+
+@main.group()
+def events():
+    """The "data landed" / "data failed" event ledger: list, and re-publish pending events."""
+
+
+@events.command("list")
+@click.option("--block", help="Only this block's events.")
+@click.option("--status", type=click.Choice(["pending", "published", "recorded"]), help="Only events in this state.")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the project's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the ledger rows as JSON lines.")
+@click.pass_context
+def events_list(ctx, block, status, limit, destination, as_json):
+    from .manager import make_destination
+
+    project = _project(ctx)
+    dest = make_destination(project, project.block(block) if block else None, destination)
+    try:
+        rows = dest.list_events(block=block, status=status)
+    finally:
+        dest.close()
+    rows = rows[-limit:] if limit else rows
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("created", "event", "block", "stream", "rows", "status", "attempts", "last error", box=None)
+    for row in rows:
+        table.add_row(str(row["created_at"])[:19], row["name"], row["block"], row["stream"] or "-",
+                      str(row["payload"].get("rows", "")), row["status"], str(row["attempts"]), (row["last_error"] or "")[:60])
+    Console(width=200).print(table)
+
+
+@events.command("replay")
+@click.option("--block", help="Only this block's pending events.")
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the project's).")
+@click.pass_context
+def events_replay(ctx, block, destination):
+    """Publish every pending event once (in order); exit 1 if some still could not be delivered."""
+    from .events import WebhookPublisher, publish_pending, webhook_url
+    from .manager import make_destination
+
+    project = _project(ctx)
+    url = webhook_url(project.defaults.events.webhook)
+    if not url:
+        raise ConfigError("no webhook configured: set defaults.events.webhook in connectors.yaml or INGEST_EVENTS_WEBHOOK")
+    dest = make_destination(project, project.block(block) if block else None, destination)
+    try:
+        sent, errors = publish_pending(dest, WebhookPublisher(url), block=block)
+    finally:
+        dest.close()
+    click.echo(f"published {sent} pending event{'s' if sent != 1 else ''}")
+    for err in errors:
+        click.echo(f"error: still pending: {err}", err=True)
+    if errors:
+        ctx.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -134,8 +134,15 @@ class BlockSpec(_Strict):
         return v
 
 
+class EventSettings(_Strict):
+    """Where "data landed" events go. INGEST_EVENTS_WEBHOOK in the environment wins (set per cluster)."""
+
+    webhook: str | None = None  # e.g. the Argo Events webhook: http://argo-events-webhook:12000/ingest
+
+
 class Defaults(_Strict):
     destination: Literal["duckdb", "snowflake"] = "duckdb"
+    events: EventSettings = Field(default_factory=EventSettings)
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     snowflake: SnowflakeSettings | None = None
     batch: BatchSettings = Field(default_factory=BatchSettings)

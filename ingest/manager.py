@@ -54,6 +54,8 @@ class SyncResult:
     destination: str
     seconds: float
     error: SyncError | None = None
+    events_sent: int = 0
+    event_errors: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -162,7 +164,8 @@ class _Writer(threading.Thread):
                         batch, new_cols = records_to_arrow(records, emitted, cols, self.run_id, target.load_id)
                     self.destination.write(target, batch, new_cols, state)
                 elif kind == "finish":
-                    self.destination.finish_stream(target, args[0])
+                    state, make_event = args
+                    self.destination.finish_stream(target, state, make_event(target) if make_event else None)
                 elif kind == "abort":
                     self.destination.abort_stream(target)
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
@@ -292,7 +295,9 @@ class AirbyteManager:
         full_refresh: bool = False,
         destination: str | None = None,
         run_id: str | None = None,
+        run_pathspec: str | None = None,
     ) -> SyncResult:
+        """Sync a block. `run_pathspec` is the Metaflow task that runs it (events carry it); default `cli/<run id>`."""
         from .destinations.typing import columns_from_schema
 
         block = self.block(name)
@@ -337,7 +342,8 @@ class AirbyteManager:
                     state_before=stream_state_blob(stored.get(s.name)), load_id=targets[s.name].load_id,
                 )
             dest.record_run(run)
-            error = self._sync(source, configured, state, targets, results, dest, run)
+            announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
+            error = self._sync(source, configured, state, targets, results, dest, run, announcer)
         except ConfigError:
             dest.close()
             raise
@@ -350,14 +356,22 @@ class AirbyteManager:
         run.rows = sum(r.records for r in results.values())
         run.status = "failed" if error else "succeeded"
         run.error = REDACTOR.redact(f"{error.failure_type or 'error'}: {error}") if error else None
+        sent, event_errors = 0, []
         try:
             dest.record_run(run)
+            announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
+            if error is not None:
+                # Owners hear about breakage first: one data_failed event per stream that did not land.
+                for name in [n for n in run.streams or [s.name for s in block.streams] if n not in announcer.landed] or ["*"]:
+                    dest.record_event(announcer.failed(name, error))
+            sent, event_errors = announcer.publish()
         except Exception:  # noqa: BLE001 - never mask the sync's own outcome
-            log.warning("could not record the run in %s", dest.describe(), exc_info=True)
+            log.warning("could not record the run or its events in %s", dest.describe(), exc_info=True)
         dest.close()
-        return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started, error=error)
+        return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started,
+                          error=error, events_sent=sent, event_errors=event_errors)
 
-    def _sync(self, source, configured, state, targets, results, dest, run) -> SyncError | None:
+    def _sync(self, source, configured, state, targets, results, dest, run, announcer) -> SyncError | None:
         from airbyte_cdk.models import AirbyteStateType, TraceType, Type
 
         batch_rows = self.project.defaults.batch.max_records
@@ -384,6 +398,7 @@ class AirbyteManager:
             buffers[name], emitted[name], sizes[name] = [], [], 0.0
 
         error: SyncError | None = None
+        completed: set[str] = set()
         try:
             for target in targets.values():
                 writer.submit(("start", target))
@@ -424,6 +439,10 @@ class AirbyteManager:
                     _log_connector(message.log)
                 elif mtype == Type.TRACE and message.trace.type == TraceType.ERROR:
                     log.error("connector error: %s", REDACTOR.redact(message.trace.error.message))
+                elif mtype == Type.TRACE and message.trace.type == TraceType.STREAM_STATUS:
+                    status = message.trace.stream_status
+                    if getattr(status.status, "value", status.status) == "COMPLETE":
+                        completed.add(status.stream_descriptor.name)
         except SyncError as exc:
             error = exc
         except KeyboardInterrupt:
@@ -434,11 +453,16 @@ class AirbyteManager:
             # Records read before a failure are still landed (state stays behind them), so a rerun re-reads less.
             # A staged (replace) load is only swapped in when the read succeeded: a failed run keeps the old table.
             for name, target in targets.items():
-                if target.staged and error:
+                # A stream landed if the whole sync succeeded, or the connector said the stream was complete.
+                landed = error is None or name in completed
+                if target.staged and not landed:
                     writer.submit(("abort", target))  # the old table stays; the half-built one goes
+                    results[name].state_after = results[name].state_before  # nothing new was saved
                     continue
                 flush(name, None)
-                writer.submit(("finish", target, None if error else pending_state[name]))
+                if landed:
+                    announcer.landed.add(name)
+                writer.submit(("finish", target, pending_state[name] if landed else None, announcer.landed_event if landed else None))
             writer.close()
         except Exception as exc:  # noqa: BLE001
             log.debug("destination failed", exc_info=True)
@@ -450,6 +474,54 @@ class AirbyteManager:
             results[name].rows_written = target.rows_written
             results[name].schema_changes = list(target.schema_changes)
         return error
+
+
+class _Announcer:
+    """Builds a run's DataLanded / data_failed events and publishes what the ledger holds as pending."""
+
+    def __init__(self, project: Project, block: Block, dest: Destination, run: RunRecord, results, run_pathspec):
+        from .events import WebhookPublisher, webhook_url
+
+        url = webhook_url(project.defaults.events.webhook)
+        self.publisher = WebhookPublisher(url) if url else None
+        self.block, self.dest, self.run, self.results = block, dest, run, results
+        self.run_pathspec = run_pathspec or f"cli/{run.run_id}"
+        self.landed: set[str] = set()
+
+    def _event(self, name: str, stream: str, table: str, load_id: str, **extra):
+        from .events import PENDING, RECORDED, Event
+
+        return Event(
+            name=name, team=self.block.team, block=self.block.name, stream=stream, table=table,
+            destination=self.dest.describe(), run_id=self.run.run_id, load_id=load_id, run_pathspec=self.run_pathspec,
+            status=PENDING if self.publisher else RECORDED, **extra,
+        )
+
+    def landed_event(self, target: StreamTarget):
+        """Called on the writer thread right before the stream's final commit, so rows and schema are final."""
+        from .events import DATA_LANDED, schema_hash
+
+        r = self.results[target.stream]
+        return self._event(
+            DATA_LANDED, target.stream, target.table, target.load_id, rows=target.rows_written,
+            cursor_before=r.state_before, cursor_after=r.state_after,
+            schema_hash=schema_hash(self.dest.table_columns(target)),
+        )
+
+    def failed(self, stream: str, error: SyncError):
+        from .events import DATA_FAILED
+
+        r = self.results.get(stream)
+        return self._event(
+            DATA_FAILED, stream, r.table if r else "", r.load_id if r else f"{self.run.run_id}-{stream}",
+            rows=r.rows_written if r else 0, cursor_before=r.state_before if r else None,
+            error_class=error.failure_type or "error", error_message=REDACTOR.redact(str(error)),
+        )
+
+    def publish(self) -> tuple[int, list[str]]:
+        from .events import publish_pending
+
+        return publish_pending(self.dest, self.publisher, run_id=self.run.run_id)
 
 
 def _log_connector(log_message) -> None:

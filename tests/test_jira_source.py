@@ -212,6 +212,32 @@ def test_package_helpers_do_not_import_connector_or_cdk():
     assert load_package_manifest("json") is None  # a package without manifest.yaml
 
 
+def test_package_schemas_are_pinned_independently_of_import_order():
+    """The CDK's default schema path is the first `*source_*` module in sys.modules (`multiprocessing.resource_tracker`
+    in practice, or another connector). load_package_manifest pins each stream to its own package's schema file, so
+    discover gives the connector's schemas whatever was imported before - even source_faker, which has `users` too."""
+    code = textwrap.dedent("""
+        import json, logging, sys
+        import multiprocessing.resource_tracker, source_faker  # both match the CDK's "source_" module lookup
+        from ingest.sources.manifest import apply_override, build_declarative_source, load_package_manifest, load_yaml_file
+        logging.disable(logging.CRITICAL)
+        m = apply_override(load_package_manifest("source_jira"), load_yaml_file(sys.argv[1]))
+        config = {"domain": "x.invalid", "email": "a@b.c", "api_token": "t"}
+        catalog = build_declarative_source(m, catalog=None, config=config, state=[]).discover(logging.getLogger("t"), config)
+        print(json.dumps({s.name: sorted(s.json_schema.get("properties", {})) for s in catalog.streams}))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(OVERRIDE)], cwd=REPO, capture_output=True, text=True, check=True)
+    props = json.loads(out.stdout.strip().splitlines()[-1])
+    schemas = package_dir("source_jira") / "schemas"
+    assert not [name for name, p in props.items() if not p], "streams discovered with an empty schema"
+    for name in ("issues", "projects", "users"):
+        assert props[name] == sorted(json.loads((schemas / f"{name}.json").read_text())["properties"]), name
+    raw = load_package_manifest("source_jira", pin_schemas=False)
+    assert "schema_loader" not in raw["definitions"]["issues_stream"]
+    pinned = load_package_manifest("source_jira")["definitions"]["issues_stream"]["schema_loader"]
+    assert pinned == {"type": "JsonFileSchemaLoader", "file_path": "./source_jira/schemas/issues.json"}
+
+
 # ---------------------------------------------------------------------------------------------- check
 
 

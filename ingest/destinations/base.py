@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 STATE_TABLE = "_ingest_state"
+EVENTS_TABLE = "_ingest_events"
 RUNS_TABLE = "_ingest_runs"
 TABLES_TABLE = "_ingest_tables"
 
@@ -91,8 +92,25 @@ class Destination(abc.ABC):
         For a staged load the state is held back until `finish_stream`."""
 
     @abc.abstractmethod
-    def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
-        """End of a stream: for a staged load, swap the staging table in and store the final state atomically."""
+    def finish_stream(self, target: StreamTarget, state: dict | None, event=None) -> None:
+        """End of a stream, one transaction: for a staged load swap the staging table in; store the final state;
+        and write the stream's DataLanded `event` (ingest.events.Event) to the ledger with that commit."""
+
+    # -- the events ledger (see ingest/events.py)
+
+    @abc.abstractmethod
+    def record_event(self, event) -> None:
+        """Write one event to the ledger on its own (e.g. data_failed), unless its idempotency key is there."""
+
+    @abc.abstractmethod
+    def list_events(self, block: str | None = None, status: str | None = None, run_id: str | None = None,
+                    limit: int | None = None) -> list[dict]:
+        """Ledger rows, oldest first: event_id, name, idempotency_key, block, stream, team, run_id, payload (dict),
+        status, attempts, last_error, created_at, published_at."""
+
+    @abc.abstractmethod
+    def mark_event(self, event_id: str, status: str, error: str | None) -> None:
+        """Record a publish attempt."""
 
     def abort_stream(self, target: StreamTarget) -> None:  # noqa: B027 - optional
         """The sync failed: discard a staged load (the previous table and state stay as they were)."""

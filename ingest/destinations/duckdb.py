@@ -14,7 +14,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
+from .base import EVENTS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
 from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
 
 SQL_TYPES = {
@@ -51,7 +51,7 @@ class DuckDBDestination(Destination):
     name = "duckdb"
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = Path(path).resolve()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
         self._columns: dict[str, dict[str, str]] = {}
@@ -84,6 +84,11 @@ class DuckDBDestination(Destination):
                 run_id VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR, streams VARCHAR[],
                 destination VARCHAR, started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ,
                 status VARCHAR NOT NULL, rows BIGINT, error VARCHAR);
+            CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
+                event_id VARCHAR NOT NULL, name VARCHAR NOT NULL, idempotency_key VARCHAR NOT NULL,
+                block VARCHAR NOT NULL, stream VARCHAR, team VARCHAR, run_id VARCHAR, payload JSON NOT NULL,
+                status VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
+                created_at TIMESTAMPTZ NOT NULL, published_at TIMESTAMPTZ);
             CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
                 table_name VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR NOT NULL, source VARCHAR,
                 stream VARCHAR NOT NULL, write_mode VARCHAR, primary_key VARCHAR[], cursor_field VARCHAR,
@@ -120,6 +125,41 @@ class DuckDBDestination(Destination):
             f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [target.table, target.block, target.team, target.source, target.stream, target.write,
              target.primary_key, target.cursor, dt.datetime.now(dt.timezone.utc)],
+        )
+
+    def _insert_event(self, event) -> None:
+        payload = orjson.dumps(event.payload()).decode()
+        self.con.execute(
+            f"INSERT INTO {EVENTS_TABLE} (event_id, name, idempotency_key, block, stream, team, run_id, payload, status, created_at) "
+            f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM {EVENTS_TABLE} WHERE idempotency_key = ? AND name = ?)",
+            [event.event_id, event.name, event.idempotency_key, event.block, event.stream, event.team, event.run_id,
+             payload, event.status, dt.datetime.now(dt.timezone.utc), event.idempotency_key, event.name],
+        )
+
+    def record_event(self, event) -> None:
+        self._insert_event(event)
+
+    def list_events(self, block=None, status=None, run_id=None, limit=None) -> list[dict]:
+        where, params = [], []
+        for column, value in (("block", block), ("status", status), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = (
+            f"SELECT event_id, name, idempotency_key, block, stream, team, run_id, payload, status, attempts, last_error, "
+            f"created_at, published_at FROM {EVENTS_TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
+            + " ORDER BY created_at, event_id" + (f" LIMIT {int(limit)}" if limit else "")
+        )
+        rows = self.query(sql, params)
+        for row in rows:
+            row["payload"] = orjson.loads(row["payload"])
+        return rows
+
+    def mark_event(self, event_id: str, status: str, error: str | None) -> None:
+        self.con.execute(
+            f"UPDATE {EVENTS_TABLE} SET status = ?, attempts = attempts + 1, last_error = ?, "
+            f"published_at = CASE WHEN ? = 'published' THEN ? ELSE published_at END WHERE event_id = ?",
+            [status, error, status, dt.datetime.now(dt.timezone.utc), event_id],
         )
 
     # ------------------------------------------------------------ tables
@@ -224,24 +264,24 @@ class DuckDBDestination(Destination):
             self.con.execute(f"DROP TABLE IF EXISTS {q(staging_name(target.table))}")
             self._columns.pop(staging_name(target.table), None)
 
-    def finish_stream(self, target: StreamTarget, state: dict | None) -> None:
-        if not target.staged:
-            if state is not None:
-                self.write(target, None, {}, state)
-            return
+    def finish_stream(self, target: StreamTarget, state: dict | None, event=None) -> None:
         con = self.con
         con.begin()
         try:
-            con.execute(f"DROP TABLE IF EXISTS {q(target.table)}")
-            con.execute(f"ALTER TABLE {q(staging_name(target.table))} RENAME TO {q(target.table)}")
+            if target.staged:
+                con.execute(f"DROP TABLE IF EXISTS {q(target.table)}")
+                con.execute(f"ALTER TABLE {q(staging_name(target.table))} RENAME TO {q(target.table)}")
+                if state is None:
+                    # A full refresh without state starts incremental syncs over from this snapshot.
+                    con.execute(f"DELETE FROM {STATE_TABLE} WHERE block = ? AND state_key = ?", [target.block, target.state_key])
+                self._record_table(target)
             if state is not None:
                 self._store_state(target, state)
-            else:
-                # A full refresh without state starts incremental syncs over from this snapshot.
-                con.execute(f"DELETE FROM {STATE_TABLE} WHERE block = ? AND state_key = ?", [target.block, target.state_key])
-            self._record_table(target)
+            if event is not None:
+                self._insert_event(event)
             con.commit()
         except BaseException:
             con.rollback()
             raise
-        self._columns[target.table] = self._columns.pop(staging_name(target.table))
+        if target.staged:
+            self._columns[target.table] = self._columns.pop(staging_name(target.table))

@@ -31,6 +31,8 @@ def _failure(exc: BaseException, trace_error: Any | None, stream: str | None = N
     if trace_error is not None:
         failure_type = getattr(trace_error.failure_type, "value", trace_error.failure_type)
         message = trace_error.message or trace_error.internal_message
+        if trace_error.internal_message and (message or "").startswith("Something went wrong in the connector"):
+            message = trace_error.internal_message  # the generic text hides the cause (e.g. "Service unavailable")
     if isinstance(exc, AirbyteTracedException):
         failure_type = failure_type or getattr(exc.failure_type, "value", exc.failure_type)
         # "Concurrent read failure" is a wrapper; the trace message says what actually went wrong.
@@ -50,10 +52,14 @@ class AirbyteSource(Source):
     def _declarative_manifest(self) -> dict | None:
         """The (overridden) manifest when we must build the source from a manifest, else None."""
         s = self.block.spec
-        if self._manifest is None and (s.manifest or s.overrides):
+        if self._manifest is None:
+            # Declarative packages are always built from their manifest (even without overrides): the stock loader
+            # finds stream schemas by guessing the package from sys.modules, which fails in a busy process.
             manifest = mf.load_yaml_file(self.block.path(s.manifest)) if s.manifest else mf.load_package_manifest(package_module(s.source))
             if manifest is None:
-                raise SyncError(f"{s.source}: 'overrides' needs a declarative connector, and this package has no manifest.yaml")
+                if s.overrides:
+                    raise SyncError(f"{s.source}: 'overrides' needs a declarative connector, and this package has no manifest.yaml")
+                return None
             if s.overrides:
                 manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(s.overrides)))
             self._manifest = manifest

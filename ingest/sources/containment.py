@@ -37,6 +37,7 @@ def import_cdk() -> None:
             return
         root = logging.getLogger()
         handlers, level = list(root.handlers), root.level
+        airbyte_level = logging.getLogger("airbyte").level  # the CLI's choice of verbosity
         enabled = {name: lg.disabled for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
         import airbyte_cdk.entrypoint  # noqa: F401  (runs logging.config.dictConfig)
         import airbyte_cdk.logger  # noqa: F401
@@ -55,7 +56,7 @@ def import_cdk() -> None:
         for h in list(airbyte_logger.handlers):
             airbyte_logger.removeHandler(h)
         airbyte_logger.propagate = True
-        airbyte_logger.setLevel(logging.NOTSET)
+        airbyte_logger.setLevel(airbyte_level)
         _imported = True
 
 

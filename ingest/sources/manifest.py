@@ -19,6 +19,12 @@ resolution; see `apply_override`). Two conventions on top of the plain merge:
   ``"{{ config.get('max_retries', 10) }}"``). The CDK types ``max_retries`` as a plain int and does not
   interpolate it, so `build_declarative_source` renders such values against the sync's config before it
   hands the manifest to the CDK. Nothing else is pre-rendered.
+
+Schemas
+-------
+`load_package_manifest` pins every stream without a ``schema_loader`` to its package's ``schemas/<name>.json``
+(`pin_package_schemas`): the CDK's default lookup picks the first ``*source_*`` module in ``sys.modules``, which
+in-process is not the connector (``multiprocessing.resource_tracker``), so streams got empty schemas.
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ import yaml
 __all__ = [
     "package_dir",
     "load_package_manifest",
+    "pin_package_schemas",
     "load_yaml_file",
     "apply_override",
     "connector_spec",
@@ -80,12 +87,105 @@ def load_yaml_file(path: str | Path) -> dict:
     return data
 
 
-def load_package_manifest(module_name: str) -> dict | None:
-    """The packaged ``manifest.yaml`` of a connector as a raw dict (``$ref``s unresolved), or None."""
+def load_package_manifest(module_name: str, *, pin_schemas: bool = True) -> dict | None:
+    """The packaged ``manifest.yaml`` of a connector as a raw dict (``$ref``s unresolved), or None.
+
+    With ``pin_schemas`` (the default) every stream that declares no ``schema_loader`` gets an explicit
+    ``JsonFileSchemaLoader`` pointing at the package's ``schemas/<stream>.json`` (when that file exists); see
+    `pin_package_schemas` for why.
+    """
     path = package_dir(module_name) / "manifest.yaml"
     if not path.is_file():
         return None
-    return load_yaml_file(path)
+    manifest = load_yaml_file(path)
+    if pin_schemas:
+        pin_package_schemas(manifest, module_name)
+    return manifest
+
+
+def _ref_target(root: dict, ref: str) -> Any:
+    node: Any = root
+    for part in ref.removeprefix("#/").split("/"):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("#/")
+
+
+def _effective_key(root: dict, node: Any, key: str, depth: int = 0) -> Any:
+    """`key` of a raw manifest node as the CDK will see it after (shallow) ``$ref`` resolution."""
+    if depth > 20:
+        return None
+    if _is_ref(node):
+        return _effective_key(root, _ref_target(root, node), key, depth + 1)
+    if not isinstance(node, dict):
+        return None
+    if key in node:
+        return node[key]
+    if key == "name" and isinstance(node.get("$parameters"), dict) and "name" in node["$parameters"]:
+        return node["$parameters"]["name"]
+    if "$ref" in node:
+        return _effective_key(root, node["$ref"], key, depth + 1)
+    return None
+
+
+def pin_package_schemas(manifest: dict, module_name: str) -> list[str]:
+    """Give each stream without a ``schema_loader`` an explicit one reading ``<package>/schemas/<name>.json``.
+    Mutates ``manifest``; returns the names of the streams it pinned.
+
+    Why: without a ``schema_loader`` the CDK (6.61) builds a ``DefaultSchemaLoader`` whose file path comes from
+    ``json_file_schema_loader._default_file_path()``: the FIRST module in ``sys.modules`` whose name contains
+    ``source_``. In a connector's own process that is its package; in ours it is whatever was imported first -
+    ``multiprocessing.resource_tracker`` in practice ("re-source_tracker"), so every stream silently got an empty
+    schema (untyped columns), and with two connectors in one process one could read the other's
+    ``schemas/users.json``. Pinning the path makes the schema independent of import order.
+
+    Streams are the top-level ``streams`` entries and every ``parent_stream_configs[].stream``; a stream given as a
+    ``#/definitions/...`` string is pinned on its definition, a dict stream on the dict itself (a key next to
+    ``$ref`` wins over the referenced one, as in the CDK). Streams whose schema file does not exist are left alone
+    (the CDK then logs "Could not find schema" and uses an empty schema, as before).
+    """
+    top = module_name.split(".")[0]
+    schema_dir = package_dir(module_name) / "schemas"
+    prefix = "/".join(module_name.split(".")[1:])
+    pinned: list[str] = []
+    seen: set[int] = set()
+
+    def pin(node: Any) -> None:
+        target = _ref_target(manifest, node) if _is_ref(node) else node
+        if not isinstance(target, dict) or id(target) in seen:
+            return
+        seen.add(id(target))
+        if _effective_key(manifest, target, "schema_loader") is not None:
+            return
+        name = _effective_key(manifest, target, "name")
+        if not isinstance(name, str) or not name or "{{" in name or not (schema_dir / f"{name}.json").is_file():
+            return
+        rel = "/".join(p for p in (prefix, "schemas", f"{name}.json") if p)
+        target["schema_loader"] = {"type": "JsonFileSchemaLoader", "file_path": f"./{top}/{rel}"}
+        pinned.append(name)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for config in node.get("parent_stream_configs") or []:
+                if isinstance(config, dict):
+                    pin(config.get("stream"))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    if not schema_dir.is_dir():
+        return pinned
+    for stream in manifest.get("streams") or []:
+        pin(stream)
+    walk(manifest)
+    return pinned
 
 
 def _merge(base: Any, override: Any) -> Any:

@@ -22,7 +22,9 @@ Served (plain HTTP on 127.0.0.1, random port, HTTP/1.1 keep-alive, Basic auth on
 * ``GET /rest/api/3/field``, ``GET /rest/agile/1.0/board``, ``GET /rest/api/3/myself``,
   ``GET /rest/api/3/serverInfo``; anything else 404 with a Jira-style body.
 
-Test hooks: ``fail_next(n, status, path=, body=)``, ``drop_next(n, path=)`` (connection closed, no response),
+Test hooks: ``fail_next(n, status, path=, body=, after=)``, ``drop_next(n, path=, after=)`` (connection closed, no
+response; ``after=k`` lets the next k matching requests through first, e.g. "fail from page 3 on"), ``latency``
+(seconds to wait before answering each request; constructor argument or attribute),
 ``set_token(new)``, ``corrupt_next_page_token(n)`` (a page hands out a token the next request gets a 400 for),
 ``invalidate_page_tokens()``, ``add_issues``/``upsert_issue``/``touch_issue``/``delete_issue``, ``requests``
 (a log of `FakeRequest`: method, path, query, body, status) and ``requests_to(path)``. ``path_prefix="/jira"``
@@ -48,6 +50,7 @@ import random
 import re
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -140,8 +143,9 @@ class JiraError(Exception):
 
 
 class _Fault:
-    def __init__(self, kind: str, count: int, status: int | None, path: str | None, body: Any = None):
+    def __init__(self, kind: str, count: int, status: int | None, path: str | None, body: Any = None, after: int = 0):
         self.kind, self.remaining, self.status, self.path, self.body = kind, count, status, path, body
+        self.skip = max(0, int(after))  # matching requests to let through before this fault starts firing
 
     def applies(self, path: str) -> bool:
         return self.remaining > 0 and (self.path is None or path.startswith(self.path))
@@ -161,8 +165,10 @@ class FakeJira:
         start: datetime | str = "2024-01-01T08:00:00.000+0000",
         host: str = "127.0.0.1",
         path_prefix: str = "",
+        latency: float = 0.0,
     ):
         self.email = email
+        self.latency = latency  # seconds slept before answering each request (e.g. so a SIGKILL lands mid-stream)
         self.token = token
         self.seed = seed
         self.requests: list[FakeRequest] = []
@@ -188,7 +194,7 @@ class FakeJira:
         if self._server is not None:
             return self
         handler = type("FakeJiraHandler", (_Handler,), {"fake": self})
-        server = ThreadingHTTPServer((self._host, 0), handler)
+        server = _QuietServer((self._host, 0), handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -280,17 +286,20 @@ class FakeJira:
             del self._issues[str(issue_id)]
 
     # ------------------------------------------------------------------ faults and auth
-    def fail_next(self, n: int, status: int = 500, *, path: str | None = None, body: Any = None) -> None:
+    def fail_next(self, n: int, status: int = 500, *, path: str | None = None, body: Any = None,
+                  after: int = 0) -> None:
         """The next ``n`` requests (to paths starting with ``path``, if given) answer ``status`` with ``body``
-        (default: a Jira-style ``errorMessages`` body) and no Retry-After header (429 included). Faults are
-        consumed in the order they were added; they apply before the auth check."""
+        (default: a Jira-style ``errorMessages`` body) and no Retry-After header (429 included). With ``after=k``
+        the first k matching requests (counted from now, retries included) are answered normally first. Faults
+        are consumed in the order they were added; they apply before the auth check."""
         with self._lock:
-            self._faults.append(_Fault("fail", n, status, path, body))
+            self._faults.append(_Fault("fail", n, status, path, body, after))
 
-    def drop_next(self, n: int, *, path: str | None = None) -> None:
-        """The next ``n`` requests (optionally only under ``path``) get their connection closed, no response."""
+    def drop_next(self, n: int, *, path: str | None = None, after: int = 0) -> None:
+        """The next ``n`` requests (optionally only under ``path``; after ``after`` matching ones were let
+        through) get their connection closed, no response."""
         with self._lock:
-            self._faults.append(_Fault("drop", n, None, path))
+            self._faults.append(_Fault("drop", n, None, path, None, after))
 
     def corrupt_next_page_token(self, n: int = 1) -> None:
         """The next ``n`` search/jql pages that have a successor carry a garbage ``nextPageToken``; sending it
@@ -676,14 +685,23 @@ class FakeJira:
             return user == self.email and password == self.token
 
     def _take_fault(self, path: str) -> _Fault | None:
+        """The fault this request gets, if any. Every matching fault that is still letting requests through
+        counts this request; the first (oldest) matching fault that is not fires."""
+        chosen = None
         with self._lock:
-            for fault in self._faults:
-                if fault.applies(path):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        self._faults.remove(fault)
-                    return fault
-        return None
+            for fault in list(self._faults):
+                if not fault.applies(path):
+                    continue
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    continue
+                if chosen is None:
+                    chosen = fault
+            if chosen is not None:
+                chosen.remaining -= 1
+                if chosen.remaining <= 0:
+                    self._faults.remove(chosen)
+        return chosen
 
 
 def _id_key(issue: dict) -> tuple:
@@ -696,6 +714,17 @@ def _int(query: dict[str, str], name: str, default: int) -> int:
         return int(query.get(name, default))
     except (TypeError, ValueError):
         raise JiraError(400, f"The value '{query.get(name)}' is invalid for {name}.") from None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away mid-response (a SIGKILLed sync, a dropped connection) is normal here: no traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -737,6 +766,8 @@ class _Handler(BaseHTTPRequestHandler):
         record = FakeRequest(method=method, path=path, query=query, body=body, raw_query=raw_query)
         with fake._lock:
             fake.requests.append(record)
+        if fake.latency > 0:
+            time.sleep(fake.latency)
         fault = fake._take_fault(path)
         if fault is not None and fault.kind == "drop":
             self.close_connection = True

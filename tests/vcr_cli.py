@@ -1,0 +1,128 @@
+"""Run the real `ingest` CLI (`ingest.cli:main`) inside a vcrpy cassette, so a CLI run in a subprocess can be
+recorded or replayed exactly as a user would type it.
+
+    python tests/vcr_cli.py --cassette fixtures/cassettes/jira/issues_initial.yaml -- run jira --stream issues
+    python tests/vcr_cli.py --cassette X.yaml --record -- -c connectors.yaml run jira --stream issues
+
+Everything after ``--`` goes to the CLI unchanged; the exit code is the CLI's.
+
+Replay (the default) uses record mode ``none``: a request that is not in the cassette raises vcrpy's
+CannotOverwriteExistingCassetteException inside the connector, so the sync fails (exit 1) instead of reaching
+the network. Each recorded response is played at most once, in order of matching, and a successful run that left
+recorded interactions unplayed exits 3 (`--allow-unplayed` to accept that).
+
+Recording (``--record``, record mode ``all``: the file is rewritten from scratch) is meant to be pointed at a
+loopback server (tests/record_jira_cassettes.py uses tests/fakes/fake_jira.py). What is stored is sanitized:
+
+* the ``Authorization`` (and ``Cookie``) request headers are dropped;
+* ``http://127.0.0.1:<port>`` / ``http://localhost:<port>`` in request URIs and response bodies is rewritten to
+  the site (``--site``, default ``https://acme.atlassian.net``), so replay runs with ``domain: acme.atlassian.net``
+  and no ``base_url`` - a config exactly like a real user's;
+* ``Date``/``Server`` response headers are dropped and ``Content-Length`` is fixed after the rewrite.
+
+Matching: method, scheme, host, port, path and the query string (as a multiset of parameters). The same request
+filter is applied to live requests before matching (vcrpy does that), and it is idempotent for requests that
+already go to the site.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+
+DEFAULT_SITE = "https://acme.atlassian.net"
+MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
+_LOOPBACK = r"http://(?:127\.0\.0\.1|localhost|\[::1\]):\d+"
+LOOPBACK = re.compile(_LOOPBACK)
+LOOPBACK_BYTES = re.compile(_LOOPBACK.encode())
+_DROP_RESPONSE_HEADERS = {"date", "server"}
+
+
+def _patch_vcr_response_for_requests_cache() -> None:
+    """The CDK sends parent streams' requests (`issues` is one) through a requests_cache CachedSession, which
+    reads `response.raw._request_url` (urllib3 2's HTTPResponse has it); vcrpy's VCRHTTPResponse (stdlib-based)
+    does not, and caching a replayed or recorded response fails with AttributeError. Expose its `url` under that
+    name. Only in this runner's process."""
+    from vcr.stubs import VCRHTTPResponse
+
+    if not hasattr(VCRHTTPResponse, "_request_url"):
+        VCRHTTPResponse._request_url = property(lambda self: getattr(self, "url", None))
+
+
+def make_vcr(record: bool, site: str = DEFAULT_SITE):
+    import vcr
+
+    _patch_vcr_response_for_requests_cache()
+
+    site = site.rstrip("/")
+
+    def before_record_request(request):
+        # vcrpy hands us a deep copy; the live request is not modified.
+        if LOOPBACK.match(request.uri):
+            request.uri = LOOPBACK.sub(site, request.uri, count=1)
+        return request
+
+    def before_record_response(response):
+        response = copy.deepcopy(response)
+        body = response.get("body", {}).get("string")
+        if isinstance(body, bytes):
+            body = LOOPBACK_BYTES.sub(site.encode(), body)
+        elif isinstance(body, str):
+            body = LOOPBACK.sub(site, body)
+        if body is not None:
+            response["body"]["string"] = body
+        headers = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() not in _DROP_RESPONSE_HEADERS}
+        for key in list(headers):
+            if key.lower() == "content-length" and body is not None:
+                headers[key] = [str(len(body if isinstance(body, bytes) else body.encode()))]
+            elif key.lower() == "www-authenticate":
+                headers[key] = [LOOPBACK.sub(site, v) for v in headers[key]]
+        response["headers"] = headers
+        return response
+
+    return vcr.VCR(
+        record_mode="all" if record else "none",
+        match_on=MATCH_ON,
+        filter_headers=["authorization", "cookie"],
+        before_record_request=before_record_request,
+        before_record_response=before_record_response,
+        decode_compressed_response=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" in argv:
+        split = argv.index("--")
+        ours, cli_args = argv[:split], argv[split + 1:]
+    else:
+        ours, cli_args = argv, []
+    parser = argparse.ArgumentParser(prog="vcr_cli", description="Run `ingest` inside a vcrpy cassette.")
+    parser.add_argument("--cassette", required=True, help="cassette file (YAML)")
+    parser.add_argument("--record", action="store_true", help="record (rewrite the cassette) instead of replaying")
+    parser.add_argument("--site", default=DEFAULT_SITE, help="origin that loopback URLs are rewritten to")
+    parser.add_argument("--allow-unplayed", action="store_true",
+                        help="replay: do not fail when some recorded interactions were never requested")
+    opts = parser.parse_args(ours)
+
+    from ingest.cli import main as ingest_main
+
+    with make_vcr(opts.record, opts.site).use_cassette(opts.cassette, allow_playback_repeats=False) as cassette:
+        try:
+            ingest_main.main(args=cli_args, prog_name="ingest", standalone_mode=True)
+        except SystemExit as exc:  # click always exits; keep the cassette context until here
+            code = exc.code
+        else:
+            code = 0
+    code = 0 if code is None else code if isinstance(code, int) else 1
+    if not opts.record and not opts.allow_unplayed and code == 0 and not cassette.all_played:
+        unplayed = sum(1 for i in range(len(cassette.data)) if not cassette.play_counts[i])
+        print(f"vcr_cli: {unplayed} recorded interaction(s) of {opts.cassette} were never requested "
+              "(the run stopped early or asked for less than was recorded)", file=sys.stderr)
+        return 3
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
