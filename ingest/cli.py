@@ -300,5 +300,30 @@ def events_replay(ctx, block, destination):
         ctx.exit(1)
 
 
+@events.command("trigger")
+@click.argument("flow_file", type=click.Path())
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the project's).")
+@click.pass_context
+def events_trigger(ctx, flow_file, destination):
+    """Start a downstream flow locally from the latest ledger events it is triggered by (a local stand-in for the
+    Argo Events sensor: same event names, same payload → Parameters mapping)."""
+    from .manager import make_destination
+    from .triggers import flow_triggers, latest_payloads, parameters_for, run_flow
+
+    triggers = flow_triggers(flow_file)
+    project = _project(ctx)
+    dest = make_destination(project, None, destination)
+    try:
+        payloads = latest_payloads(dest, [t["name"] for t in triggers])
+    finally:
+        dest.close()
+    params = parameters_for(triggers, payloads)
+    click.echo(f"starting {flow_file} with " + ", ".join(f"{k}={v}" for k, v in params.items()), err=True)
+    status, pathspec = run_flow(flow_file, params)
+    click.echo(f"{pathspec}: {status}")
+    if status != "successful":
+        ctx.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

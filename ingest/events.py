@@ -32,6 +32,10 @@ WEBHOOK_ENV = "INGEST_EVENTS_WEBHOOK"
 PENDING, PUBLISHED, RECORDED = "pending", "published", "recorded"
 
 
+def event_name(kind: str, block: str, stream: str) -> str:
+    return f"{kind}.{block}.{stream}"
+
+
 def schema_hash(columns: dict[str, str]) -> str:
     """A short, stable fingerprint of a table's columns and types: downstream can tell a schema change."""
     text = json.dumps(sorted(columns.items()))
@@ -42,7 +46,7 @@ def schema_hash(columns: dict[str, str]) -> str:
 class Event:
     """One row of the ledger and the payload that goes on the wire (minus our bookkeeping fields)."""
 
-    name: str
+    kind: str  # data_landed | data_failed
     team: str
     block: str
     stream: str
@@ -62,19 +66,26 @@ class Event:
     status: str = PENDING  # ledger bookkeeping, not part of the payload
 
     @property
+    def name(self) -> str:
+        """The published event name: one per table, e.g. `data_landed.jira.issues`, so a downstream flow can
+        `@trigger(event="data_landed.jira.issues")` or wait for several tables at once (Argo Events sensors match
+        on the name; Metaflow names sensor dependencies after it, so one generic name could not be waited on twice)."""
+        return event_name(self.kind, self.block, self.stream)
+
+    @property
     def idempotency_key(self) -> str:
         return f"{self.block}:{self.stream}:{self.load_id}"
 
     def payload(self) -> dict:
         """What subscribers receive. Flat keys with JSON types; cursors as JSON text so Parameters can take them."""
         data = asdict(self)
-        data.pop("name")  # reserved by ArgoEvent (it carries the event name)
+        data["event"] = data.pop("kind")  # ArgoEvent reserves `name` for the full event name
         data.pop("status")
         data["idempotency_key"] = self.idempotency_key
-        data["landed_at" if self.name == DATA_LANDED else "failed_at"] = data.pop("at")
+        data["landed_at" if self.kind == DATA_LANDED else "failed_at"] = data.pop("at")
         for key in ("cursor_before", "cursor_after"):
             data[key] = None if data[key] is None else json.dumps(data[key], default=str, sort_keys=True)
-        if self.name == DATA_LANDED:
+        if self.kind == DATA_LANDED:
             data.pop("error_class")
             data.pop("error_message")
         return REDACTOR.redact_obj(data)

@@ -94,13 +94,13 @@ def destination_choice(project: Project, block: Block | None, override: str | No
     return kind, path
 
 
-def make_destination(project: Project, block: Block | None, override: str | None = None) -> Destination:
+def make_destination(project: Project, block: Block | None, override: str | None = None, lock_wait: float = 0.0) -> Destination:
     kind, path = destination_choice(project, block, override)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 
         try:
-            return DuckDBDestination(path)
+            return DuckDBDestination(path, lock_wait=lock_wait)
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
     try:
@@ -199,9 +199,10 @@ class _Writer(threading.Thread):
 class AirbyteManager:
     """Runs connector blocks: spec, check, discover, and sync into a destination."""
 
-    def __init__(self, project: Project, progress: Callable[[dict], None] | None = None):
+    def __init__(self, project: Project, progress: Callable[[dict], None] | None = None, lock_wait: float = 0.0):
         self.project = project
         self.progress = progress
+        self.lock_wait = lock_wait
 
     # -- simple operations
 
@@ -318,7 +319,7 @@ class AirbyteManager:
         else:
             discover_error = None
             configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
-        dest = make_destination(self.project, block, destination)
+        dest = make_destination(self.project, block, destination, lock_wait=self.lock_wait)
         run.destination = dest.describe()
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
@@ -488,11 +489,11 @@ class _Announcer:
         self.run_pathspec = run_pathspec or f"cli/{run.run_id}"
         self.landed: set[str] = set()
 
-    def _event(self, name: str, stream: str, table: str, load_id: str, **extra):
+    def _event(self, kind: str, stream: str, table: str, load_id: str, **extra):
         from .events import PENDING, RECORDED, Event
 
         return Event(
-            name=name, team=self.block.team, block=self.block.name, stream=stream, table=table,
+            kind=kind, team=self.block.team, block=self.block.name, stream=stream, table=table,
             destination=self.dest.describe(), run_id=self.run.run_id, load_id=load_id, run_pathspec=self.run_pathspec,
             status=PENDING if self.publisher else RECORDED, **extra,
         )

@@ -12,6 +12,9 @@ import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Metaflow refuses to run (or even read results) without a user name, and never as root.
+if not os.environ.get("METAFLOW_USER") or os.environ.get("METAFLOW_USER") == "root":
+    os.environ["METAFLOW_USER"] = "ci"
 
 
 @dataclass

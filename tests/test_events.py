@@ -29,7 +29,7 @@ def test_one_event_per_landed_stream_with_the_documented_payload(project):
     assert sorted(e["payload"]["stream"] for e in events) == ["products", "purchases", "users"]
     users = next(e for e in events if e["payload"]["stream"] == "users")
     p = users["payload"]
-    assert users["name"] == "data_landed" and p["name"] == "data_landed"
+    assert users["name"] == "data_landed.demo.users" and p["name"] == "data_landed.demo.users" and p["event"] == "data_landed"
     assert (p["team"], p["block"], p["table"], p["rows"]) == ("platform", "demo", "demo_users", 200)
     assert p["destination"].startswith("duckdb:") and p["destination"].endswith("warehouse.duckdb")
     assert p["cursor_before"] is None and json.loads(p["cursor_after"])["loop_offset"] == 200
@@ -37,7 +37,8 @@ def test_one_event_per_landed_stream_with_the_documented_payload(project):
     assert len(p["schema_hash"]) == 16 and p["landed_at"]
     assert project.scalar("SELECT count(*) FROM demo_users WHERE _ingest_load_id = ?", [p["load_id"]]) == 200
     ledger = project.query("SELECT name, status, attempts FROM _ingest_events ORDER BY stream")
-    assert ledger == [("data_landed", "published", 1)] * 3
+    assert ledger == [("data_landed.demo.products", "published", 1), ("data_landed.demo.purchases", "published", 1),
+                      ("data_landed.demo.users", "published", 1)]
 
 
 def test_a_run_that_loads_nothing_still_says_so(project):
@@ -93,7 +94,7 @@ def test_a_failed_sync_emits_data_failed_with_the_error_class(project):
         with Webhook() as hook:
             r = project.cli("run", "widgets", env={"INGEST_EVENTS_WEBHOOK": hook.url, **FAST})
             assert r.code == 1, r.output
-            assert [e["name"] for e in hook.events] == ["data_failed"]
+            assert [e["name"] for e in hook.events] == ["data_failed.widgets.widgets"]
             p = hook.events[0]["payload"]
             assert (p["block"], p["stream"], p["team"]) == ("widgets", "widgets", "ops")
             assert p["error_class"] == "config_error" and p["error_message"]

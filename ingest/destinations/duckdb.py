@@ -8,6 +8,7 @@ readers see the old table until the new one is complete.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import duckdb
@@ -50,10 +51,20 @@ def staging_name(table: str) -> str:
 class DuckDBDestination(Destination):
     name = "duckdb"
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, lock_wait: float = 0.0):
+        """`lock_wait`: seconds to wait while another process holds the file (DuckDB allows one writer process);
+        parallel Metaflow tasks of one block use it to take turns locally."""
         self.path = Path(path).resolve()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.25)
         self._columns: dict[str, dict[str, str]] = {}
         self._create_meta_tables()
 
