@@ -175,12 +175,14 @@ def _progress_printer():
 @click.option("--stream", "streams", multiple=True, help="Only these streams (repeatable).")
 @click.option("--full-refresh", is_flag=True, help="Ignore saved state, re-read everything, replace the tables atomically.")
 @click.option("--destination", help="'duckdb', 'snowflake' or a path to a .duckdb file (default: the block's).")
+@click.option("--wait", type=float, default=0.0, show_default=True,
+              help="Seconds to wait for another run of the same streams (or a DuckDB file in use) instead of refusing.")
 @click.pass_context
-def run(ctx, block, streams, full_refresh, destination):
+def run(ctx, block, streams, full_refresh, destination, wait):
     """Sync a connector block into its destination."""
     manager = _manager(ctx, progress=_progress_printer(), resolve=block)
     click.echo(f"{block}: syncing {', '.join(streams) or 'all streams'}{' (full refresh)' if full_refresh else ''}", err=True)
-    result = manager.run(block, streams=list(streams) or None, full_refresh=full_refresh, destination=destination)
+    result = manager.run(block, streams=list(streams) or None, full_refresh=full_refresh, destination=destination, wait=wait)
     _print_summary(result)
     if not result.ok:
         err = result.error
@@ -237,6 +239,41 @@ def state_show(ctx, block, destination):
 def state_reset(ctx, block, streams, destination):
     removed = _manager(ctx).reset_state(block, list(streams) or None, destination)
     click.echo(f"{block}: removed {removed} state entr{'y' if removed == 1 else 'ies'}; the next run reads from the start")
+
+
+@main.command()
+@click.option("--team", help="Only this team's blocks.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per stream.")
+@click.pass_context
+def status(ctx, team, as_json):
+    """Owner, last load, last failure, pending events and freshness of every stream.
+    Exits 1 when anything is late or failing (gate a downstream job, page a team)."""
+    from .status import age, project_status, sparkline
+
+    project = _project(ctx)
+    if team and team not in {b.team for b in project.blocks.values()}:
+        raise ConfigError(f"--team: no block is owned by {team!r} (teams: {', '.join(sorted({b.team for b in project.blocks.values()}))})")
+    rows = project_status(project, team=team)
+    if as_json:
+        for r in rows:
+            click.echo(json.dumps(r.as_dict(), default=str))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("block", "stream", "team", "table", "status", "freshness", "last load", "rows", "rows/run",
+                      "last failure", "pending", box=None)
+        colour = {"fresh": "green", "ok": "green", "late": "yellow", "failing": "red"}
+        for r in rows:
+            failure = f"{age(r.last_failure_at)} {r.failure_class}: {(r.failure_message or '')[:50]}" if r.last_failure_at else "-"
+            table.add_row(r.block, r.stream, r.team, r.table, f"[{colour.get(r.status, 'white')}]{r.status}[/]",
+                          r.freshness or "-", age(r.last_load_at), "-" if r.last_load_rows is None else f"{r.last_load_rows:,}",
+                          sparkline(r.rows_history), failure, str(r.pending_events or "-"))
+        Console(width=220).print(table)
+    problems = [r for r in rows if r.problem]
+    if problems:
+        click.echo("attention: " + ", ".join(f"{r.block}.{r.stream} is {r.status}" for r in problems), err=True)
+        ctx.exit(1)
 
 
 @main.group()

@@ -146,6 +146,7 @@ class Defaults(_Strict):
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     snowflake: SnowflakeSettings | None = None
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    lock_ttl: str = "5m"  # a run's stream locks expire this long after its last heartbeat (SIGKILL, lost host)
     secrets: str = "env"  # 'env' or 'module:Class' implementing SecretProvider
 
 

@@ -31,3 +31,9 @@ class SyncError(IngestError):
         self.failure_type = failure_type
         self.stream = stream
         super().__init__(message)
+
+
+class BusyError(IngestError):
+    """Another run holds the stream(s): refused, nothing was written."""
+
+    exit_code = 1

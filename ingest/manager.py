@@ -13,8 +13,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 import queue
+import re
 import secrets as _random
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,9 +25,9 @@ from typing import Callable
 
 import orjson
 
-from .config import Block, ConfigError, Project, resolve_block
+from .config import Block, ConfigError, Project, parse_duration, resolve_block
 from .destinations.base import Destination, RunRecord, StreamTarget
-from .errors import IngestError, SyncError
+from .errors import BusyError, IngestError, SyncError
 from .secrets import REDACTOR
 
 log = logging.getLogger("ingest")
@@ -102,6 +105,12 @@ def make_destination(project: Project, block: Block | None, override: str | None
         try:
             return DuckDBDestination(path, lock_wait=lock_wait)
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
+            if "lock" in str(exc).lower():
+                pid = re.search(r"PID (\d+)", str(exc))
+                raise BusyError(
+                    f"{path} is in use by another process{f' (pid {pid.group(1)})' if pid else ''}: DuckDB allows one "
+                    f"writer at a time. Retry later, or pass --wait SECONDS to queue behind it."
+                ) from None
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
     try:
         from .destinations.snowflake import SnowflakeDestination
@@ -297,6 +306,7 @@ class AirbyteManager:
         destination: str | None = None,
         run_id: str | None = None,
         run_pathspec: str | None = None,
+        wait: float = 0.0,
     ) -> SyncResult:
         """Sync a block. `run_pathspec` is the Metaflow task that runs it (events carry it); default `cli/<run id>`."""
         from .destinations.typing import columns_from_schema
@@ -319,7 +329,7 @@ class AirbyteManager:
         else:
             discover_error = None
             configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
-        dest = make_destination(self.project, block, destination, lock_wait=self.lock_wait)
+        dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait))
         run.destination = dest.describe()
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
@@ -328,6 +338,8 @@ class AirbyteManager:
             if discover_error is not None:
                 raise discover_error
             run.streams = list(settings)
+            heartbeat = _hold_locks(dest, block, run, parse_duration(self.project.defaults.lock_ttl), wait)
+            run.started_at = dt.datetime.now(dt.timezone.utc)  # time spent queueing (--wait) is not run time
             stored = {} if full_refresh else dest.read_state(block.name)
             state = state_messages(stored, set(settings))
             targets: dict[str, StreamTarget] = {}
@@ -345,7 +357,7 @@ class AirbyteManager:
             dest.record_run(run)
             announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
             error = self._sync(source, configured, state, targets, results, dest, run, announcer)
-        except ConfigError:
+        except (ConfigError, BusyError):
             dest.close()
             raise
         except IngestError as exc:
@@ -358,6 +370,12 @@ class AirbyteManager:
         run.status = "failed" if error else "succeeded"
         run.error = REDACTOR.redact(f"{error.failure_type or 'error'}: {error}") if error else None
         sent, event_errors = 0, []
+        if "heartbeat" in locals():
+            heartbeat.stop()
+        try:
+            dest.release_locks(run.run_id)
+        except Exception:  # noqa: BLE001 - an unreleased lock expires by itself
+            log.warning("could not release the locks of run %s", run.run_id, exc_info=True)
         try:
             dest.record_run(run)
             announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
@@ -475,6 +493,48 @@ class AirbyteManager:
             results[name].rows_written = target.rows_written
             results[name].schema_changes = list(target.schema_changes)
         return error
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps a run's locks alive while it runs; a run that dies stops heart-beating and its locks expire."""
+
+    def __init__(self, dest: Destination, run_id: str, ttl: float):
+        super().__init__(name="ingest-lock-heartbeat", daemon=True)
+        self.dest, self.run_id, self.ttl = dest, run_id, ttl
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(max(self.ttl / 3, 0.5)):
+            try:
+                self.dest.refresh_locks(self.run_id, self.ttl)
+            except Exception:  # noqa: BLE001 - a missed beat is survivable; the TTL covers a few
+                log.debug("lock heartbeat failed", exc_info=True)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+
+def _hold_locks(dest: Destination, block: Block, run: RunRecord, ttl: float, wait: float) -> _Heartbeat:
+    """One sync per (block, stream) at a time: take the run's stream locks or refuse, naming the holder."""
+    holder = {"block": block.name, "run_id": run.run_id, "host": socket.gethostname(), "pid": os.getpid()}
+    deadline = time.monotonic() + wait
+    while True:
+        held = dest.acquire_locks(holder, run.streams, ttl)
+        if not held:
+            break
+        if time.monotonic() >= deadline:
+            h = held[0]
+            streams = ", ".join(sorted({r["stream"] for r in held}))
+            raise BusyError(
+                f"{block.name}: stream(s) {streams} are being synced by run {h['run_id']} on {h['host']} "
+                f"(pid {h['pid']}) since {h['started_at']:%Y-%m-%d %H:%M:%S %Z}; refused so the two runs don't interleave. "
+                f"Retry later, or pass --wait SECONDS to queue behind it."
+            )
+        time.sleep(0.5)
+    beat = _Heartbeat(dest, run.run_id, ttl)
+    beat.start()
+    return beat
 
 
 class _Announcer:

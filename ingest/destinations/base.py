@@ -15,6 +15,7 @@ import pyarrow as pa
 
 STATE_TABLE = "_ingest_state"
 EVENTS_TABLE = "_ingest_events"
+LOCKS_TABLE = "_ingest_locks"
 RUNS_TABLE = "_ingest_runs"
 TABLES_TABLE = "_ingest_tables"
 
@@ -95,6 +96,22 @@ class Destination(abc.ABC):
     def finish_stream(self, target: StreamTarget, state: dict | None, event=None) -> None:
         """End of a stream, one transaction: for a staged load swap the staging table in; store the final state;
         and write the stream's DataLanded `event` (ingest.events.Event) to the ledger with that commit."""
+
+    # -- run locks: one sync per (block, stream) at a time, across processes and hosts
+
+    @abc.abstractmethod
+    def acquire_locks(self, holder: dict, streams: list[str], ttl: float) -> list[dict]:
+        """Take the locks for these streams of holder['block'] atomically, unless live locks exist: then take
+        nothing and return them (block, stream, run_id, host, pid, started_at, expires_at). Expired locks and locks
+        of dead processes on this host are taken over."""
+
+    @abc.abstractmethod
+    def refresh_locks(self, run_id: str, ttl: float) -> None:
+        """Heartbeat: extend this run's locks (called from another thread; must use its own cursor)."""
+
+    @abc.abstractmethod
+    def release_locks(self, run_id: str) -> None:
+        """Drop this run's locks."""
 
     # -- the events ledger (see ingest/events.py)
 

@@ -8,6 +8,8 @@ readers see the old table until the new one is complete.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import EVENTS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
+from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
 from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
 
 SQL_TYPES = {
@@ -39,6 +41,21 @@ _FROM_SQL = {
 SEQ = "__ingest_seq"
 
 
+def lock_is_stale(row: dict, now: dt.datetime) -> bool:
+    """A lock is dead when it expired (its holder stopped heart-beating) or its holder process is gone from this
+    host (a SIGKILLed run must not block the next one until the TTL)."""
+    if row["expires_at"] < now:
+        return True
+    if row.get("host") == socket.gethostname() and row.get("pid"):
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
 def q(identifier: str) -> str:
     """Quote an identifier (names come from third-party schemas)."""
     return '"' + identifier.replace('"', '""') + '"'
@@ -51,22 +68,26 @@ def staging_name(table: str) -> str:
 class DuckDBDestination(Destination):
     name = "duckdb"
 
-    def __init__(self, path: str | Path, lock_wait: float = 0.0):
+    def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False):
         """`lock_wait`: seconds to wait while another process holds the file (DuckDB allows one writer process);
-        parallel Metaflow tasks of one block use it to take turns locally."""
+        parallel Metaflow tasks of one block use it to take turns locally. `read_only`: for status/listing —
+        creates nothing (the file must exist)."""
         self.path = Path(path).resolve()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + lock_wait
         while True:
             try:
-                self.con = duckdb.connect(str(self.path))
+                self.con = duckdb.connect(str(self.path), read_only=read_only)
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.25)
         self._columns: dict[str, dict[str, str]] = {}
-        self._create_meta_tables()
+        if not read_only:
+            self._create_meta_tables()
 
     def describe(self) -> str:
         return f"duckdb:{self.path}"
@@ -100,6 +121,9 @@ class DuckDBDestination(Destination):
                 block VARCHAR NOT NULL, stream VARCHAR, team VARCHAR, run_id VARCHAR, payload JSON NOT NULL,
                 status VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
                 created_at TIMESTAMPTZ NOT NULL, published_at TIMESTAMPTZ);
+            CREATE TABLE IF NOT EXISTS {LOCKS_TABLE} (
+                block VARCHAR NOT NULL, stream VARCHAR NOT NULL, run_id VARCHAR NOT NULL, host VARCHAR, pid INTEGER,
+                started_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
             CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
                 table_name VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR NOT NULL, source VARCHAR,
                 stream VARCHAR NOT NULL, write_mode VARCHAR, primary_key VARCHAR[], cursor_field VARCHAR,
@@ -138,6 +162,47 @@ class DuckDBDestination(Destination):
              target.primary_key, target.cursor, dt.datetime.now(dt.timezone.utc)],
         )
 
+    # ------------------------------------------------------------ run locks (one sync per block stream)
+
+    def acquire_locks(self, holder: dict, streams: list[str], ttl: float) -> list[dict]:
+        con = self.con
+        now = dt.datetime.now(dt.timezone.utc)
+        con.begin()
+        try:
+            rows = self._rows(con.execute(
+                f"SELECT * FROM {LOCKS_TABLE} WHERE block = ? AND stream IN (SELECT unnest(?))", [holder["block"], streams]))
+            live = [r for r in rows if not lock_is_stale(r, now)]
+            if live:
+                con.rollback()
+                return live
+            con.execute(f"DELETE FROM {LOCKS_TABLE} WHERE block = ? AND stream IN (SELECT unnest(?))", [holder["block"], streams])
+            for stream in streams:
+                con.execute(
+                    f"INSERT INTO {LOCKS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [holder["block"], stream, holder["run_id"], holder["host"], holder["pid"], now, now + dt.timedelta(seconds=ttl)],
+                )
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+        return []
+
+    def refresh_locks(self, run_id: str, ttl: float) -> None:
+        cur = self.con.cursor()  # called from the heartbeat thread, beside the writer
+        try:
+            cur.execute(f"UPDATE {LOCKS_TABLE} SET expires_at = ? WHERE run_id = ?",
+                        [dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl), run_id])
+        finally:
+            cur.close()
+
+    def release_locks(self, run_id: str) -> None:
+        self.con.execute(f"DELETE FROM {LOCKS_TABLE} WHERE run_id = ?", [run_id])
+
+    @staticmethod
+    def _rows(result) -> list[dict]:
+        names = [d[0] for d in result.description or []]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
     def _insert_event(self, event) -> None:
         payload = orjson.dumps(event.payload()).decode()
         self.con.execute(
@@ -161,7 +226,10 @@ class DuckDBDestination(Destination):
             f"created_at, published_at FROM {EVENTS_TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY created_at, event_id" + (f" LIMIT {int(limit)}" if limit else "")
         )
-        rows = self.query(sql, params)
+        try:
+            rows = self.query(sql, params)
+        except duckdb.CatalogException:  # a file no sync has written events to yet
+            return []
         for row in rows:
             row["payload"] = orjson.loads(row["payload"])
         return rows

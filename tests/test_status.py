@@ -1,0 +1,73 @@
+"""`ingest status`: owners, last load, failures, pending events, freshness — and a non-zero exit when late/failing."""
+from __future__ import annotations
+
+import json
+import time
+
+from .conftest import demo_config
+from .test_events import _unauthorized
+from .test_schema_evolution import MANIFEST as WIDGETS_MANIFEST, _Api
+
+
+def _with_blocks(config: str, freshness: str) -> str:
+    return config.replace("    team: platform\n", f"    team: platform\n    freshness: {freshness}\n")
+
+
+def _status(project, *args):
+    r = project.cli("status", "--json", *args)
+    return r, {(d["block"], d["stream"]): d for d in map(json.loads, r.stdout.splitlines())}
+
+
+def test_fresh_then_late_exits_non_zero_naming_the_stream(project):
+    project.write_config(_with_blocks(demo_config(count=100, slice_=100), "3s"))
+    r, rows = _status(project)
+    assert r.code == 1 and rows[("demo", "users")]["status"] == "late"  # never landed but expected
+    assert not project.db.exists()  # status creates nothing
+    assert project.cli("run", "demo", "--stream", "users").code == 0
+    r, rows = _status(project, "--team", "platform")
+    users = rows[("demo", "users")]
+    assert users["status"] == "fresh" and users["team"] == "platform" and users["table"] == "demo_users"
+    assert users["last_load_rows"] == 100 and json.loads(users["cursor"])["loop_offset"] == 100
+    assert r.code == 1 and "demo.products is late" in r.stderr  # products never ran
+    time.sleep(3.5)
+    r, rows = _status(project)
+    assert r.code == 1 and rows[("demo", "users")]["status"] == "late" and "demo.users is late" in r.stderr
+    table = project.cli("status")
+    assert "demo_users" in table.stdout and "late" in table.stdout
+
+
+def test_failing_block_shows_the_error_class_and_exits_non_zero(project):
+    api = _Api()
+    try:
+        (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
+        project.write_config(f"""
+defaults:
+  duckdb: {{path: warehouse.duckdb}}
+connectors:
+  widgets:
+    team: ops
+    manifest: widgets.yaml
+    config: {{base_url: "{api.base_url}"}}
+    streams: [{{name: widgets}}]
+    freshness: 1h
+""")
+        api.records = [{"id": 1}, {"id": 2}]
+        assert project.cli("run", "widgets").code == 0
+        r, rows = _status(project)
+        assert r.code == 0 and rows[("widgets", "widgets")]["status"] == "fresh"
+        assert rows[("widgets", "widgets")]["rows_history"] == [2]
+        api.server.RequestHandlerClass.do_GET = _unauthorized
+        assert project.cli("run", "widgets").code == 1
+        r, rows = _status(project, "--team", "ops")
+        w = rows[("widgets", "widgets")]
+        assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
+        assert w["last_load_rows"] == 2  # the last good load is still known
+        assert "widgets.widgets is failing" in r.stderr
+    finally:
+        api.close()
+
+
+def test_unknown_team_is_a_usage_error(project):
+    project.write_config(demo_config())
+    r = project.cli("status", "--team", "nobody")
+    assert r.code == 2 and "platform" in r.stderr
