@@ -25,6 +25,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/pullers.py --baseline-lanes 1000
 
 clean:
 	rm -rf $(VENV) warehouse.duckdb .pytest_cache

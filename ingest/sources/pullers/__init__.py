@@ -1,18 +1,160 @@
 """Built-in pullers for APIs without an open-source connector (issue 4: truck pricing, carrier safety).
 
 A puller is a `Source` (see ingest/sources/base.py) registered here by name; a block selects it with `puller: <name>`.
+It speaks the same `airbyte_cdk.models` messages as an in-process Airbyte connector (RECORD, per-stream STATE at
+every checkpoint, LOG), declares its streams (JSON schema, primary key, cursor) in `discover()`, and fails with a
+`SyncError` carrying a failure type, so state, destinations, write modes and the CLI treat both the same way.
+
+Nothing here (or in a puller module's top level) imports the Airbyte CDK: `ingest validate` reads `puller_spec()`
+without it. See docs/pullers.md.
 """
 from __future__ import annotations
 
-PULLERS: dict[str, str] = {}  # name -> "module:Class"; filled as pullers land
+import csv
+import datetime as dt
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+PULLERS: dict[str, str] = {  # name -> "module:Class"
+    "truck_pricing": "ingest.sources.pullers.truck_pricing:TruckPricingPuller",
+    "carrier_safety": "ingest.sources.pullers.carrier_safety:CarrierSafetyPuller",
+}
+
+
+def _module_and_class(name: str) -> tuple[str, str]:
+    module_name, _, class_name = PULLERS[name].partition(":")
+    return module_name, class_name
 
 
 def puller_spec(name: str) -> dict | None:
-    return None
+    """The puller's connectionSpecification (JSON schema of the block's `config`); None for an unknown name.
+    Secret fields are marked `airbyte_secret: true`, so config validation refuses literal values for them."""
+    import copy
+    import importlib
+
+    if name not in PULLERS:
+        return None
+    module_name, class_name = _module_and_class(name)
+    return copy.deepcopy(getattr(importlib.import_module(module_name), class_name).SPEC)
 
 
 def load_puller(name: str, block):
     import importlib
 
-    module_name, _, class_name = PULLERS[name].partition(":")
+    module_name, class_name = _module_and_class(name)
     return getattr(importlib.import_module(module_name), class_name)(block)
+
+
+# ---------------------------------------------------------------------------------------------- protocol helpers
+
+
+def models():
+    """`airbyte_cdk.models`, imported with the CDK's logging takeover undone (see sources/containment.py)."""
+    from ..containment import import_cdk
+
+    import_cdk()
+    import airbyte_cdk.models as m
+
+    return m
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def record_message(stream: str, data: dict, emitted_at: int | None = None):
+    m = models()
+    return m.AirbyteMessage(type=m.Type.RECORD, record=m.AirbyteRecordMessage(stream=stream, data=data, emitted_at=emitted_at or now_ms()))
+
+
+def state_message(stream: str, blob: dict):
+    m = models()
+    return m.AirbyteMessage(
+        type=m.Type.STATE,
+        state=m.AirbyteStateMessage(
+            type=m.AirbyteStateType.STREAM,
+            stream=m.AirbyteStreamState(stream_descriptor=m.StreamDescriptor(name=stream), stream_state=m.AirbyteStateBlob(**blob)),
+        ),
+    )
+
+
+def log_message(message: str, level: str = "INFO"):
+    from ...secrets import REDACTOR
+
+    m = models()
+    return m.AirbyteMessage(type=m.Type.LOG, log=m.AirbyteLogMessage(level=m.Level(level), message=REDACTOR.redact(message)))
+
+
+def stream_state(state: Iterable[Any], stream: str) -> dict:
+    """The puller's own state blob for `stream` from the AirbyteStateMessages the runner hands to read()."""
+    for message in state or []:
+        s = getattr(message, "stream", None)
+        if s is None or s.stream_descriptor is None or s.stream_descriptor.name != stream:
+            continue
+        blob = s.stream_state
+        if blob is None:
+            return {}
+        return dict(blob) if isinstance(blob, dict) else dict(vars(blob))
+    return {}
+
+
+def airbyte_stream(name: str, schema: dict, primary_key: list[str], cursor: str | None):
+    m = models()
+    modes = [m.SyncMode.full_refresh] + ([m.SyncMode.incremental] if cursor else [])
+    return m.AirbyteStream(
+        name=name, json_schema=schema, supported_sync_modes=modes, source_defined_cursor=bool(cursor),
+        default_cursor_field=[cursor] if cursor else None, source_defined_primary_key=[[k] for k in primary_key],
+    )
+
+
+def is_incremental(configured_stream) -> bool:
+    mode = configured_stream.sync_mode
+    return getattr(mode, "value", mode) == "incremental"
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def normalize_key(key: Any) -> str:
+    return str(key).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    """A CSV file's rows as dicts with normalized (lowercase, snake_case) column names; '' → None."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        sample = f.read(4096)
+        f.seek(0)
+        try:
+            dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|") if sample else csv.excel
+        except csv.Error:
+            dialect = csv.excel
+        return [{normalize_key(k): (v.strip() or None) if isinstance(v, str) else v for k, v in row.items() if k is not None}
+                for row in csv.DictReader(f, dialect=dialect)]
+
+
+def query_rows(query: Callable[[str, list | None], list[dict]] | None, sql: str, what: str) -> list[dict]:
+    """Rows of the block's warehouse query, with normalized column names. A failing query is a config error."""
+    from ...errors import SyncError
+    from ...secrets import REDACTOR
+
+    if query is None:
+        raise SyncError(f"{what}: reading inputs from the warehouse needs the block's destination "
+                        "(run it with `ingest run`, which connects it)", failure_type="config_error")
+    try:
+        rows = query(sql, None)
+    except Exception as exc:  # noqa: BLE001 - the user's SQL: report it, do not crash
+        raise SyncError(REDACTOR.redact(f"{what}: the warehouse query failed: {type(exc).__name__}: {exc}"),
+                        failure_type="config_error") from None
+    return [{normalize_key(k): v for k, v in row.items()} for row in rows]
+
+
+def json_value(value: Any) -> Any:
+    """A warehouse value as a JSON-friendly value (dates as ISO text, decimals as float)."""
+    import decimal
+
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    return value
