@@ -6,6 +6,7 @@ import datetime as dt
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import duckdb
@@ -66,21 +67,42 @@ def test_wait_queues_behind_a_lock_until_it_expires(project):
     assert time.monotonic() - started >= 3
 
 
+def test_a_warehouse_file_in_use_is_refused_naming_the_pid_or_waited_for(project):
+    project.write_config(demo_config(count=100, slice_=100))
+    holder = duckdb.connect(str(project.db))  # another process (this test) holds DuckDB's single-writer lock
+    try:
+        r = project.cli("run", "demo", "--stream", "users")
+        assert r.code == 1 and "in use by another process" in r.stderr and "--wait" in r.stderr and "Traceback" not in r.stderr
+        queued = start_cli(["run", "demo", "--stream", "users", "--wait", "120"], project.root)
+        time.sleep(3)
+        assert queued.poll() is None  # still waiting
+    finally:
+        holder.close()
+    out, err = queued.communicate(timeout=240)
+    assert queued.returncode == 0, err
+    assert project.scalar("SELECT count(*) FROM demo_users") == 100
+
+
 def test_two_concurrent_runs_of_a_block_never_interleave(project):
     project.write_config(demo_config(count=20_000, slice_=1000).replace("always_updated: false", "always_updated: true"))
     first = start_cli(["run", "demo", "--stream", "users"], project.root)
-    time.sleep(4)  # let the first one open the warehouse
-    refused = project.cli("run", "demo", "--stream", "users")
-    queued = start_cli(["run", "demo", "--stream", "users", "--wait", "300"], project.root)
-    out1, err1 = first.communicate(timeout=300)
-    out2, err2 = queued.communicate(timeout=300)
-    assert first.returncode == 0, err1
-    assert refused.code == 1 and "in use by another process" in refused.stderr and "--wait" in refused.stderr
-    assert queued.returncode == 0, err2
+    flowing = threading.Event()
+
+    def watch():
+        for line in first.stderr:
+            if "records (" in line:
+                flowing.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert flowing.wait(timeout=180), "the first run never reported progress"
+    second = start_cli(["run", "demo", "--stream", "users", "--wait", "300"], project.root)
+    out2, err2 = second.communicate(timeout=300)
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    assert second.returncode == 0, err2
     assert project.scalar("SELECT count(*) FROM demo_users") == 20_000
     assert project.scalar("SELECT count(DISTINCT id) FROM demo_users") == 20_000
     runs = project.query("SELECT started_at, ended_at FROM _ingest_runs ORDER BY started_at")
     assert len(runs) == 2 and runs[0][1] <= runs[1][0]  # one after the other, never overlapping
     # and every row now comes from the second run, extracted after the first one ended
-    first_ended = runs[0][1]
-    assert project.scalar("SELECT min(_ingest_extracted_at) FROM demo_users") >= first_ended
+    assert project.scalar("SELECT min(_ingest_extracted_at) FROM demo_users") >= runs[0][1]
