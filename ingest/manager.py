@@ -97,13 +97,14 @@ def destination_choice(project: Project, block: Block | None, override: str | No
     return kind, path
 
 
-def make_destination(project: Project, block: Block | None, override: str | None = None, lock_wait: float = 0.0) -> Destination:
+def make_destination(project: Project, block: Block | None, override: str | None = None, lock_wait: float = 0.0,
+                     run_id: str | None = None, read_only: bool = False) -> Destination:
     kind, path = destination_choice(project, block, override)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 
         try:
-            return DuckDBDestination(path, lock_wait=lock_wait)
+            return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only)
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
             if "lock" in str(exc).lower():
                 pid = re.search(r"PID (\d+)", str(exc))
@@ -112,11 +113,9 @@ def make_destination(project: Project, block: Block | None, override: str | None
                     f"writer at a time. Retry later, or pass --wait SECONDS to queue behind it."
                 ) from None
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
-    try:
-        from .destinations.snowflake import SnowflakeDestination
-    except ImportError:
-        raise ConfigError("destination 'snowflake' is not available yet in this version (see issue 3)") from None
-    return SnowflakeDestination.from_project(project, block)
+    from .destinations.snowflake import SnowflakeDestination
+
+    return SnowflakeDestination.from_project(project, block, run_id=run_id, read_only=read_only)
 
 
 def state_message_to_dict(message) -> dict:
@@ -329,7 +328,7 @@ class AirbyteManager:
         else:
             discover_error = None
             configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
-        dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait))
+        dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait), run_id=run.run_id)
         run.destination = dest.describe()
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
@@ -384,8 +383,9 @@ class AirbyteManager:
                 for name in [n for n in run.streams or [s.name for s in block.streams] if n not in announcer.landed] or ["*"]:
                     dest.record_event(announcer.failed(name, error))
             sent, event_errors = announcer.publish()
-        except Exception:  # noqa: BLE001 - never mask the sync's own outcome
-            log.warning("could not record the run or its events in %s", dest.describe(), exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - never mask the sync's own outcome
+            log.warning("could not record the run or its events in %s: %s", dest.describe(), REDACTOR.redact(exc))
+            log.debug("record_run failed", exc_info=True)
         dest.close()
         return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started,
                           error=error, events_sent=sent, event_errors=event_errors)

@@ -59,14 +59,9 @@ def _open_for_reading(project: Project, block):
     from .manager import destination_choice, make_destination
 
     kind, path = destination_choice(project, block)
-    if kind == "duckdb":
-        if not Path(path).exists():
-            return None, f"duckdb:{Path(path).resolve()}"
-        from .destinations.duckdb import DuckDBDestination
-
-        dest = DuckDBDestination(path, read_only=True)
-        return dest, dest.describe()
-    dest = make_destination(project, block)
+    if kind == "duckdb" and not Path(path).exists():
+        return None, f"duckdb:{Path(path).resolve()}"
+    dest = make_destination(project, block, read_only=True)
     return dest, dest.describe()
 
 

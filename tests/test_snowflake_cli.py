@@ -1,0 +1,475 @@
+"""The Snowflake destination end to end: the real CLI, the real snowflake-connector-python over HTTP, and a fakesnow
+server on 127.0.0.1 started per test (a child process whose DuckDB is a file in the test's directory, so it can be
+killed and restarted without losing committed data).
+
+What this shows honestly (fakesnow runs the same SQL the destination sends to Snowflake, except SWAP WITH):
+the demo block lands the same rows as a DuckDB run; the second run is incremental; `state show/reset` work;
+--full-refresh replaces the table (through fakesnow's DROP + RENAME path, see docs/snowflake.md); new fields become
+columns and misfits land in _INGEST_REJECTED; a SIGKILL anywhere loses nothing and duplicates nothing; Snowflake
+errors are one clear line (exit 1) and keep what was committed. What fakesnow cannot show (SWAP WITH, QUERY_TAG,
+privileges, quotas) is asserted on the generated SQL in test_snowflake_sql.py and listed in docs/snowflake.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from .conftest import run_cli, start_cli
+from .test_schema_evolution import MANIFEST, api  # noqa: F401 - `api` is a fixture used below
+
+snowflake_connector = pytest.importorskip("snowflake.connector")
+pytest.importorskip("fakesnow")
+
+PASSWORD = "sf-test-PASSWORD-4242"
+ENV = {"INGEST_TEST_SF_PASSWORD": PASSWORD, "INGEST_TEST_SF_KEY_PASSPHRASE": "key-PASSPHRASE-5151"}
+DATABASE, SCHEMA = "ANALYTICS", "RAW"
+
+# The fakesnow server, in its own process: its shared DuckDB is file-backed (databases are files in argv[1]).
+SERVER = r"""
+import sys, time
+import fakesnow
+serve = fakesnow.server  # the function; importing the submodule below shadows the name
+import fakesnow.server as server_module
+from fakesnow.instance import FakeSnow
+server_module.shared_fs = FakeSnow(db_path=sys.argv[1])
+with serve(port=int(sys.argv[2])):
+    print("ready", flush=True)
+    while True:
+        time.sleep(3600)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeSnowflake:
+    """A fakesnow server for one test, plus a reader connection (the real connector) to check what landed."""
+
+    def __init__(self, root: Path):
+        self.dir = root / "fakesnow"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.proc: subprocess.Popen | None = None
+        self._con = None
+
+    def start(self) -> None:
+        log = open(self.dir / "server.log", "a")
+        # TMPDIR: fakesnow keeps its stage files in a temp dir; keep them inside the test's directory
+        env = {**os.environ, "TMPDIR": str(self.dir)}
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(self.dir), str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", f"fakesnow server did not start: {(self.dir / 'server.log').read_text()[-2000:]}"
+
+    def stop(self) -> None:
+        if self._con is not None:
+            self._con = None  # its session dies with the server
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+    def restart(self) -> None:
+        """Ends every session. On Snowflake a killed client's open transaction is rolled back when its session is
+        aborted (SYSTEM$ABORT_TRANSACTION, or idle timeout); a fakesnow session never ends, so this stands in for it."""
+        self.stop()
+        self.start()
+
+    def query(self, sql: str, params=None) -> list[tuple]:
+        if self._con is None:
+            self._con = snowflake_connector.connect(
+                account="acme", user="reader", password="reader-pw", host="127.0.0.1", port=self.port, protocol="http",
+                database=DATABASE, schema=SCHEMA, paramstyle="qmark", login_timeout=10, network_timeout=10,
+            )
+        cur = self._con.cursor()
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+    def scalar(self, sql: str, params=None):
+        return self.query(sql, params)[0][0]
+
+    def tables(self) -> set[str]:
+        return {t for (t,) in self.query("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA()")}
+
+    def defaults(self, batch: int = 10_000, auth: str = "password: ${INGEST_TEST_SF_PASSWORD}") -> str:
+        return sf_defaults(self.port, batch, auth)
+
+
+def sf_defaults(port: int, batch: int = 10_000, auth: str = "password: ${INGEST_TEST_SF_PASSWORD}") -> str:
+    return f"""
+defaults:
+  duckdb: {{path: warehouse.duckdb}}
+  batch: {{max_records: {batch}}}
+  snowflake:
+    account: acme
+    user: ingest_loader
+    {auth}
+    role: INGEST_LOADER
+    warehouse: LOADING
+    database: {DATABASE}
+    schema: {SCHEMA}
+    host: 127.0.0.1
+    port: {port}
+    protocol: http
+    login_timeout: 10
+    network_timeout: 10
+"""
+
+
+@pytest.fixture
+def sf(tmp_path):
+    server = FakeSnowflake(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+def demo_block(count: int, slice_: int, streams=("users", "products", "purchases"), always_updated: bool = False, seed: int = 7) -> str:
+    lines = "\n".join(f"      - name: {s}" for s in streams)
+    return f"""
+connectors:
+  demo:
+    team: platform
+    source: airbyte-source-faker
+    config: {{count: {count}, seed: {seed}, records_per_slice: {slice_}, parallelism: 1, always_updated: {str(always_updated).lower()}}}
+    streams:
+{lines}
+"""
+
+
+def env_for(project) -> dict:
+    """The secrets the configs reference, and TMPDIR inside the project (a killed run's Parquet files stay there)."""
+    tmp = project.root / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return {**ENV, "TMPDIR": str(tmp)}
+
+
+def cli(project, *args, timeout: float = 240):
+    return run_cli(list(args), project.root, env=env_for(project), timeout=timeout)
+
+
+def assert_clean(result) -> None:
+    assert "Traceback" not in result.output, result.output
+    assert PASSWORD not in result.output and "PASSPHRASE" not in result.output, result.output
+
+
+# ------------------------------------------------------------------------------------------- comparing with DuckDB
+
+VARYING = {"updated_at", "_ingest_extracted_at", "_ingest_run_id", "_ingest_load_id"}  # faker stamps now(); ids differ
+
+
+def _duck_rows(project, table: str) -> dict:
+    cols = [(c, t) for c, t in project.query(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position", [table]
+    ) if c not in VARYING]
+    exprs = [f'epoch_us("{c}")' if t.startswith("TIMESTAMP") else (f'"{c}"::VARCHAR' if t == "JSON" else f'"{c}"') for c, t in cols]
+    rows = project.query(f"SELECT {', '.join(exprs)} FROM {table}")
+    kinds = [t for _, t in cols]
+    return [c for c, _ in cols], {r[0]: tuple(_norm(v, k == "JSON") for v, k in zip(r, kinds)) for r in rows}
+
+
+def _sf_rows(sf, table: str, cols: list[str]) -> dict:
+    types = dict(sf.query("SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+                          "AND TABLE_NAME = ?", [table.upper()]))
+    exprs, kinds = [], []
+    for c in cols:
+        t = types[c.upper()]
+        # DATE_PART keeps NULL as NULL (fakesnow's server returns a NULL TIMESTAMP_TZ as 1970-01-01)
+        exprs.append(f'DATE_PART(epoch_microsecond, "{c.upper()}")' if t.startswith("TIMESTAMP") else f'"{c.upper()}"')
+        kinds.append(t)
+    rows = sf.query(f'SELECT {", ".join(exprs)} FROM "{table.upper()}"')
+    return {r[0]: tuple(_norm(v, k == "VARIANT") for v, k in zip(r, kinds)) for r in rows}
+
+
+def _norm(value, is_json: bool):
+    if is_json and value is not None:
+        return json.loads(value)
+    return value
+
+
+def assert_same_rows(project, sf, table: str) -> int:
+    cols, duck = _duck_rows(project, table)
+    snow = _sf_rows(sf, table, cols)
+    assert snow.keys() == duck.keys(), f"{table}: primary keys differ"
+    for pk, row in duck.items():
+        assert snow[pk] == row, f"{table} id={pk}:\n  duckdb    {dict(zip(cols, row))}\n  snowflake {dict(zip(cols, snow[pk]))}"
+    return len(duck)
+
+
+# ------------------------------------------------------------------------------------------- tests
+
+
+def test_demo_lands_the_same_rows_as_duckdb_then_incremental_state_show_and_reset(project, sf):
+    project.write_config(sf.defaults() + demo_block(count=300, slice_=100))
+    # The same block into DuckDB and into Snowflake, side by side.
+    duck = start_cli(["run", "demo"], project.root, env=env_for(project))
+    snow = start_cli(["run", "demo", "--destination", "snowflake"], project.root, env=env_for(project))
+    for proc in (duck, snow):
+        out, err = proc.communicate(timeout=240)
+        assert proc.returncode == 0, out + err
+        assert "Traceback" not in err and PASSWORD not in out + err
+    assert "snowflake:acme/ANALYTICS.RAW" in out
+
+    assert assert_same_rows(project, sf, "demo_users") == 300
+    assert assert_same_rows(project, sf, "demo_products") == 100
+    assert assert_same_rows(project, sf, "demo_purchases") == project.scalar("SELECT count(*) FROM demo_purchases")
+    assert sf.scalar('SELECT COUNT(*) FROM "DEMO_USERS" WHERE "UPDATED_AT" IS NULL OR "_INGEST_RUN_ID" IS NULL OR "_INGEST_EXTRACTED_AT" IS NULL') == 0
+
+    # Snowflake types, upper-case names usable unquoted, VARIANT queryable by path
+    types = dict(sf.query("SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+                          "AND TABLE_NAME = 'DEMO_USERS'"))
+    assert (types["ID"], types["NAME"], types["HEIGHT"], types["UPDATED_AT"], types["ADDRESS"]) == ("NUMBER", "TEXT", "TEXT", "TIMESTAMP_TZ", "VARIANT")
+    assert types["_INGEST_REJECTED"] == "VARIANT" and types["_INGEST_EXTRACTED_AT"] == "TIMESTAMP_TZ"
+    assert sf.scalar("SELECT address:city::string FROM demo_users WHERE id = 1") == project.scalar("SELECT address->>'city' FROM demo_users WHERE id = 1")
+
+    # bookkeeping: comments, run row, state, tables catalog; no load/staging leftovers
+    comment = sf.scalar("SELECT COMMENT FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = 'DEMO_USERS'")
+    assert comment == "ingest: team=platform; block=demo; source=airbyte-source-faker; stream=users; write=dedup"
+    status, rows, streams, destination = sf.query('SELECT "STATUS", "ROWS", "STREAMS", "DESTINATION" FROM "_INGEST_RUNS"')[0]
+    assert (status, rows) == project.query("SELECT status, rows FROM _ingest_runs")[0]
+    assert sorted(json.loads(streams)) == ["products", "purchases", "users"] and destination.startswith("snowflake:acme/")
+    assert sf.query('SELECT "TEAM", "SOURCE", "STREAM", "WRITE_MODE" FROM "_INGEST_TABLES" WHERE "TABLE_NAME" = \'DEMO_USERS\'') == [
+        ("platform", "airbyte-source-faker", "users", "dedup")]
+    assert not [t for t in sf.tables() if t.startswith(("_INGEST_LOAD_", "_INGEST_STAGING_"))]
+    # one DataLanded event per stream in the ledger, committed with the stream's final state (no webhook: recorded)
+    listed = cli(project, "events", "list", "--destination", "snowflake", "--json")
+    assert listed.code == 0, listed.output
+    events = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted((e["name"], e["status"], e["payload"]["rows"]) for e in events) == [
+        ("data_landed.demo.products", "recorded", 100), ("data_landed.demo.purchases", "recorded", rows - 400),
+        ("data_landed.demo.users", "recorded", 300)]
+
+    # second run: incremental, nothing re-landed
+    again = cli(project, "run", "demo", "--destination", "snowflake")
+    assert again.code == 0, again.output
+    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == 300
+    assert sf.scalar("SELECT COUNT(DISTINCT _INGEST_RUN_ID) FROM DEMO_USERS") == 1
+    assert sf.scalar("SELECT COUNT(*) FROM _INGEST_RUNS WHERE STATUS = 'succeeded'") == 2
+
+    # state show / reset through --destination snowflake: the same keys and cursors as the DuckDB run's
+    def shown(*extra):
+        r = cli(project, "state", "show", "demo", *extra)
+        assert r.code == 0, r.output
+        return {line.split(":", 1)[0]: json.loads(line.split(":", 1)[1]) for line in r.stdout.splitlines() if line.startswith("demo.")}
+
+    snow_state, duck_state = shown("--destination", "snowflake"), shown()
+    assert snow_state.keys() == duck_state.keys() == {"demo.users", "demo.products", "demo.purchases"}
+    assert snow_state["demo.users"]["loop_offset"] == duck_state["demo.users"]["loop_offset"] == 300
+    reset = cli(project, "state", "reset", "demo", "--stream", "users", "--destination", "snowflake")
+    assert reset.code == 0 and "removed 1" in reset.stdout, reset.output
+    assert "demo.users" not in shown("--destination", "snowflake") and "demo.users" in shown()
+
+
+def _write_encrypted_key(path: Path, passphrase: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.BestAvailableEncryption(passphrase.encode())))
+
+
+def test_full_refresh_replaces_the_table_with_key_pair_auth(project, sf):
+    _write_encrypted_key(project.root / "loader_key.p8", ENV["INGEST_TEST_SF_KEY_PASSPHRASE"])
+    auth = "private_key_file: loader_key.p8\n    private_key_passphrase: ${INGEST_TEST_SF_KEY_PASSPHRASE}"
+    project.write_config(sf.defaults(auth=auth) + demo_block(count=200, slice_=100, streams=("users",)))
+    first = cli(project, "run", "demo", "--destination", "snowflake")
+    assert first.code == 0, first.output
+    first_run = sf.scalar("SELECT DISTINCT _INGEST_RUN_ID FROM DEMO_USERS")
+
+    r = cli(project, "run", "demo", "--destination", "snowflake", "--full-refresh")
+    assert r.code == 0, r.output
+    assert_clean(r)
+    assert "replace" in r.stdout
+    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == 200
+    runs = sf.query("SELECT DISTINCT _INGEST_RUN_ID FROM DEMO_USERS")
+    assert len(runs) == 1 and runs[0][0] != first_run  # every row is from the new load
+    assert not [t for t in sf.tables() if t.startswith(("_INGEST_LOAD_", "_INGEST_STAGING_"))]
+    # the comment and the catalog row follow the new table; the state is the new run's
+    assert "stream=users" in sf.scalar("SELECT COMMENT FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = 'DEMO_USERS'")
+    assert sf.scalar("SELECT COUNT(*) FROM _INGEST_TABLES WHERE TABLE_NAME = 'DEMO_USERS'") == 1
+    state_run = sf.scalar("SELECT RUN_ID FROM _INGEST_STATE WHERE BLOCK = 'demo' AND STATE_KEY = 'users'")
+    assert state_run == runs[0][0]
+
+
+def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):  # noqa: F811 - api is the fixture
+    """The widgets API of test_schema_evolution.py, into Snowflake, as a dedup and an append block (run side by side)."""
+    (project.root / "widgets.yaml").write_text(MANIFEST)
+    blocks = "".join(f"""
+  widgets_{write}:
+    team: ops
+    manifest: widgets.yaml
+    config: {{base_url: "{api.base_url}"}}
+    streams:
+      - name: widgets
+        write: {write}
+    destination: snowflake
+""" for write in ("dedup", "append"))
+    project.write_config(sf.defaults() + "connectors:" + blocks)
+
+    def run_both():
+        procs = [start_cli(["run", f"widgets_{w}"], project.root, env=env_for(project)) for w in ("dedup", "append")]
+        for proc in procs:
+            out, err = proc.communicate(timeout=240)
+            assert proc.returncode == 0, out + err
+            assert "Traceback" not in err and PASSWORD not in out + err
+
+    api.records = [
+        {"id": 1, "name": "bolt", "qty": 3, "price": 1.5, "seen_at": "2024-01-01T10:00:00.000+0000", "tags": ["a"]},
+        {"id": 2, "name": "nut", "qty": 7, "price": 2, "seen_at": "2024-01-02T10:00:00Z", "tags": []},
+    ]
+    run_both()
+    # Upstream changes: fields the schema doesn't know (one camelCase), a qty that is no longer an integer, a bad timestamp.
+    api.records = [
+        {"id": 1, "name": "bolt", "qty": "n/a", "price": 1.5, "seen_at": "yesterday", "tags": ["a"], "color": "red", "sizeCm": 4},
+        {"id": 3, "name": "washer", "qty": 2.5, "price": "cheap", "seen_at": None, "tags": None, "color": "blue", "sizeCm": 2},
+    ]
+    run_both()
+    assert not project.db.exists()  # the blocks' destination is Snowflake
+
+    for write in ("dedup", "append"):
+        table = f"WIDGETS_{write.upper()}_WIDGETS"
+        types = dict(sf.query("SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+                              "AND TABLE_NAME = ?", [table]))
+        assert (types["COLOR"], types["SIZECM"], types["QTY"], types["TAGS"], types["SEEN_AT"]) == ("TEXT", "NUMBER", "NUMBER", "VARIANT", "TIMESTAMP_TZ")
+        # the source name of the camelCase field is remembered, so the next run fills the same column
+        assert json.loads(sf.scalar("SELECT COLUMN_MAP FROM _INGEST_TABLES WHERE TABLE_NAME = ?", [table]))["SIZECM"] == "sizeCm"
+        latest = "" if write == "dedup" else f" AND _INGEST_RUN_ID = (SELECT MAX(_INGEST_RUN_ID) FROM {table})"
+        rows = {r[0]: r[1:] for r in sf.query(
+            f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, SIZECM, _INGEST_REJECTED FROM {table} WHERE ID IN (1, 3)" + latest)}
+        qty, price, seen_null, color, size, rejected = rows[1]
+        assert qty is None and price == 1.5 and seen_null and color == "red" and size == 4
+        assert json.loads(rejected) == {"qty": "n/a", "seen_at": "yesterday"}
+        qty, price, seen_null, color, size, rejected = rows[3]
+        assert qty is None and price is None and color == "blue" and size == 2
+        assert json.loads(rejected) == {"qty": 2.5, "price": "cheap"}
+        if write == "dedup":
+            assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 3  # 1 replaced, 2 kept, 3 added
+            assert sf.scalar(f"SELECT QTY FROM {table} WHERE ID = 2") == 7
+        else:
+            assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 4
+
+
+KILL_COUNT = 6000
+
+
+def _state_offset(sf) -> int | None:
+    rows = sf.query("SELECT STATE FROM _INGEST_STATE WHERE BLOCK = 'demo' AND STATE_KEY = 'users'")
+    return None if not rows else json.loads(rows[0][0])["stream"]["stream_state"]["loop_offset"]
+
+
+def _kill_after(project, seconds: float) -> None:
+    proc = start_cli(["run", "demo", "--destination", "snowflake"], project.root, env=env_for(project))
+    flowing = threading.Event()
+
+    def watch():
+        for line in proc.stderr:
+            if "records (" in line:
+                flowing.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert flowing.wait(timeout=120), "the run never reported progress"
+    time.sleep(seconds)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(600)
+def test_sigkill_mid_load_then_rerun_loses_and_duplicates_nothing(project, sf):
+    # always_updated: every run re-reads all users with new updated_at values, so a rerun re-delivers what was landed
+    project.write_config(sf.defaults(batch=250) + demo_block(count=KILL_COUNT, slice_=250, streams=("users",), always_updated=True, seed=3))
+    rng = random.Random(20261127)
+    kills_with_data = 0
+    for delay in [rng.uniform(0.0, 2.5) for _ in range(3)]:
+        _kill_after(project, delay)
+        sf.restart()  # the killed session's open transaction (if any) is rolled back, as Snowflake does when it aborts it
+        offset = _state_offset(sf)
+        if "DEMO_USERS" in sf.tables():
+            assert sf.scalar("SELECT COUNT(*) - COUNT(DISTINCT ID) FROM DEMO_USERS") == 0
+        if offset is not None and offset < KILL_COUNT:
+            kills_with_data += 1
+            # State never ahead of data: every user the checkpoint claims (ids 1..offset) is in the table.
+            assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS WHERE ID <= ?", [offset]) == offset
+    r = cli(project, "run", "demo", "--destination", "snowflake", timeout=300)
+    assert r.code == 0, r.output
+    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == KILL_COUNT
+    assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS") == KILL_COUNT
+    assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
+    statuses = [s for (s,) in sf.query("SELECT STATUS FROM _INGEST_RUNS ORDER BY STARTED_AT")]
+    assert statuses[-1] == "succeeded" and statuses.count("running") == len(statuses) - 1
+    assert _state_offset(sf) == KILL_COUNT
+
+
+def test_snowflake_error_mid_run_is_one_clear_line_and_keeps_committed_data(project, sf):
+    project.write_config(sf.defaults() + demo_block(count=200, slice_=100))
+    first = cli(project, "run", "demo", "--destination", "snowflake", "--stream", "users")
+    assert first.code == 0, first.output
+    # Stand-in for a missing object / privilege error fakesnow can produce: the name the products load table needs
+    # is taken by a view, so CREATE OR REPLACE TABLE fails with a Snowflake ProgrammingError.
+    sf.query('CREATE VIEW "_INGEST_LOAD_DEMO_PRODUCTS" AS SELECT 1 AS X')
+    r = cli(project, "run", "demo", "--destination", "snowflake")
+    assert r.code == 1, r.output
+    assert_clean(r)
+    error = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1, r.stderr
+    assert "ANALYTICS.RAW._INGEST_LOAD_DEMO_PRODUCTS" in error[0] and "block demo" in error[0] and "Hint:" in error[0]
+    assert "data and state committed before the failure are kept" in r.stderr
+    # users (committed by the first run) are intact, with their state; the failed run is recorded as such
+    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == 200
+    assert _state_offset(sf) == 200
+    status, message = sf.query("SELECT STATUS, ERROR FROM _INGEST_RUNS ORDER BY STARTED_AT DESC LIMIT 1")[0]
+    assert status == "failed" and "_INGEST_LOAD_DEMO_PRODUCTS" in message and PASSWORD not in message
+    assert "DEMO_PRODUCTS" not in sf.tables() or sf.scalar("SELECT COUNT(*) FROM DEMO_PRODUCTS") == 0
+    failed = dict(sf.query("SELECT NAME, PAYLOAD:error_message::string FROM _INGEST_EVENTS WHERE NAME LIKE 'data_failed.%'"))
+    assert "_INGEST_LOAD_DEMO_PRODUCTS" in failed["data_failed.demo.products"]
+
+
+class _RefusingLogin(BaseHTTPRequestHandler):
+    """Answers every Snowflake login the way Snowflake does for a wrong password."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"data": {"nextAction": None, "authnMethod": "PASSWORD"}, "code": "390100",
+                           "message": "Incorrect username or password was specified.", "success": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_login_refused_and_literal_password_are_clear_errors(project):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingLogin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        project.write_config(sf_defaults(server.server_address[1]) + demo_block(count=100, slice_=100))
+        r = cli(project, "run", "demo", "--destination", "snowflake")
+    finally:
+        server.shutdown()
+    assert r.code == 1, r.output
+    assert_clean(r)
+    assert "authentication failed for user ingest_loader on account acme (password)" in r.stderr, r.stderr
+    assert "Incorrect username or password was specified" in r.stderr and not project.db.exists()
+
+    project.write_config(sf_defaults(_free_port(), auth=f"password: {PASSWORD}") + demo_block(count=100, slice_=100))
+    literal = cli(project, "state", "show", "demo", "--destination", "snowflake")
+    assert literal.code == 2, literal.output
+    assert "defaults.snowflake.password: is a secret" in literal.stderr
+    assert_clean(literal)
