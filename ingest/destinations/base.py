@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import os
+import socket
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -18,6 +20,22 @@ EVENTS_TABLE = "_ingest_events"
 LOCKS_TABLE = "_ingest_locks"
 RUNS_TABLE = "_ingest_runs"
 TABLES_TABLE = "_ingest_tables"
+
+
+def lock_is_stale(row: dict, now: dt.datetime) -> bool:
+    """A lock is dead when it expired (its holder stopped heart-beating) or its holder process is gone from this
+    host (a SIGKILLed run must not block the next one until the TTL). Every destination applies this rule."""
+    expires = row.get("expires_at")
+    if isinstance(expires, dt.datetime) and (expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)) < now:
+        return True
+    if row.get("host") == socket.gethostname() and row.get("pid"):
+        try:
+            os.kill(int(row["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
 
 
 @dataclass

@@ -8,8 +8,6 @@ readers see the old table until the new one is complete.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
+from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget, lock_is_stale
 from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
 
 SQL_TYPES = {
@@ -39,21 +37,6 @@ _FROM_SQL = {
     "JSON": JSON,
 }
 SEQ = "__ingest_seq"
-
-
-def lock_is_stale(row: dict, now: dt.datetime) -> bool:
-    """A lock is dead when it expired (its holder stopped heart-beating) or its holder process is gone from this
-    host (a SIGKILLed run must not block the next one until the TTL)."""
-    if row["expires_at"] < now:
-        return True
-    if row.get("host") == socket.gethostname() and row.get("pid"):
-        try:
-            os.kill(int(row["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
 
 
 def q(identifier: str) -> str:

@@ -28,11 +28,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import secrets as _random
 import shutil
-import socket
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -45,7 +43,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, SyncError
 from ..secrets import REDACTOR, REFERENCE, load_provider
-from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget
+from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget, lock_is_stale
 from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
 
 log = logging.getLogger("ingest.snowflake")
@@ -334,22 +332,6 @@ def explain(exc: BaseException, action: str, obj: str, block: str | None, cfg: S
     return REDACTOR.redact(f"{text}. Hint: {_hint(errno if isinstance(errno, int) else None, message, cfg)}")
 
 
-def _lock_is_stale(row: dict, now: dt.datetime) -> bool:
-    """A lock is dead when it expired (its holder stopped heart-beating) or its holder process is gone from this
-    host (a SIGKILLed run must not block the next one until the TTL). Same rule as the DuckDB destination."""
-    expires = row.get("expires_at")
-    if isinstance(expires, dt.datetime) and (expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)) < now:
-        return True
-    if row.get("host") == socket.gethostname() and row.get("pid"):
-        try:
-            os.kill(int(row["pid"]), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
-
-
 # ---------------------------------------------------------------- tables
 
 
@@ -619,7 +601,7 @@ class SnowflakeDestination(Destination):
             rows = self._exec(f"SELECT {', '.join(q(c.upper()) for c in LOCK_COLUMNS)} FROM {q(LOCKS)} WHERE {among}", keys,
                               action="read the run locks in", obj=where, block=block)
             held = [dict(zip(LOCK_COLUMNS, r)) for r in rows]
-            live = [r for r in held if not _lock_is_stale(r, now)]
+            live = [r for r in held if not lock_is_stale(r, now)]
             if live:
                 self._exec("ROLLBACK", action="roll back in", obj=self._where(), block=block)
                 return live

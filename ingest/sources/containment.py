@@ -16,7 +16,6 @@ import io
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import threading
 

@@ -32,7 +32,6 @@ import copy
 import hashlib
 import importlib.util
 import json
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -343,24 +342,13 @@ def _rewrite_component_class_names(node: Any, module_name: str) -> Any:
 
 
 def _import_cdk_keeping_root_logging():
-    """Import the CDK's ConcurrentDeclarativeSource; undo the root-logger takeover its import performs.
+    """ConcurrentDeclarativeSource, imported through containment.import_cdk so the CDK's root-logger takeover at
+    import time is undone in exactly one place."""
+    from .containment import import_cdk
 
-    Importing airbyte_cdk runs ``logging.config.dictConfig`` which replaces the root logger's handlers with one
-    writing Airbyte JSON to ``sys.__stdout__``. If this import changed the root logger, we put back what it had
-    (a no-op when the CDK was already imported, e.g. by ingest.sources.containment.import_cdk).
-    """
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    import_cdk()
     from airbyte_cdk.sources.declarative.concurrent_declarative_source import ConcurrentDeclarativeSource
 
-    if list(root.handlers) != handlers or root.level != level:  # only if this import changed them
-        for h in list(root.handlers):
-            if h not in handlers:
-                root.removeHandler(h)
-        for h in handlers:
-            if h not in root.handlers:
-                root.addHandler(h)
-        root.setLevel(level)
     return ConcurrentDeclarativeSource
 
 
