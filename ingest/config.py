@@ -140,9 +140,45 @@ class EventSettings(_Strict):
     webhook: str | None = None  # e.g. the Argo Events webhook: http://argo-events-webhook:12000/ingest
 
 
+class LineageSettings(_Strict):
+    """OpenLineage run events for every sync (docs/lineage.md). Off unless configured."""
+
+    transport: Literal["off", "http", "file", "console"] = "off"
+    url: str | None = None  # http: the OpenLineage API root, e.g. http://marquez:5000
+    endpoint: str = "api/v1/lineage"  # http: path under url
+    api_key: str | None = None  # http: a ${SECRET} reference, sent as "Authorization: Bearer <key>"
+    path: str | None = None  # file: JSON lines, relative to this file
+    namespace: str = "ingest"  # the jobs' namespace
+    timeout: float = Field(2.0, gt=0, le=30)  # seconds per request; a sync waits at most twice this at its end
+
+    @field_validator("api_key")
+    @classmethod
+    def _api_key_is_a_reference(cls, v: str | None) -> str | None:
+        if v and not REFERENCE.search(v):
+            REDACTOR.add(v)
+            raise ValueError("is a secret: give a reference like ${OPENLINEAGE_API_KEY}, never the value itself")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/?#\s]+", v):
+            raise ValueError("expected an http(s):// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _transport_needs(self) -> "LineageSettings":
+        if self.transport == "http" and not self.url:
+            raise ValueError("url: required when transport is http")
+        if self.transport == "file" and not self.path:
+            raise ValueError("path: required when transport is file")
+        return self
+
+
 class Defaults(_Strict):
     destination: Literal["duckdb", "snowflake"] = "duckdb"
     events: EventSettings = Field(default_factory=EventSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     snowflake: SnowflakeSettings | None = None
     batch: BatchSettings = Field(default_factory=BatchSettings)

@@ -11,7 +11,9 @@ Lineage never fails a sync and never holds it up for long: events are built insi
 background thread that sends them with the openlineage-python client (short timeout, at most one retry), and the
 end of a sync waits at most `2 × timeout` seconds for delivery. Every problem is a logged warning. Secrets never go
 into an event: the API key only travels in the Authorization header, URLs lose their user:password part, and every
-free text (error messages, descriptions) goes through the redactor.
+free text (error messages, descriptions, tags) goes through the redactor. Dataset namespaces are identifiers and are
+NOT redacted: the redactor masks every resolved `${REF}`, so `domain: ${JIRA_DOMAIN}` would otherwise become
+`jira://****`; they come only from non-secret config keys (`base_url`, `domain`) and carry just scheme://host[:port].
 """
 from __future__ import annotations
 
@@ -104,12 +106,12 @@ def source_namespace(block) -> str:
     config = getattr(block, "config", None) or {}
     base_url = config.get("base_url")
     if isinstance(base_url, str) and (origin := _origin(base_url)):
-        return REDACTOR.redact(origin)
+        return origin
     domain = config.get("domain")
     if isinstance(domain, str) and domain.strip():
         host = _origin(domain if "://" in domain else f"https://{domain}")
         if host:
-            return REDACTOR.redact(f"{_scheme(_connector_name(block))}://{host.split('://', 1)[1]}")
+            return f"{_scheme(_connector_name(block))}://{host.split('://', 1)[1]}"
     if block.spec.puller:
         try:
             from .sources.pullers import puller_spec
@@ -142,7 +144,7 @@ def destination_dataset(destination: str, table: str) -> tuple[str, str, str]:
     if m:
         account, database, schema = m.groups()
         return f"snowflake://{account.lower()}", f"{database}.{schema}.{table}".upper(), "snowflake"
-    return REDACTOR.redact(destination) or "unknown", table, destination.partition(":")[0] or "unknown"
+    return destination or "unknown", table, destination.partition(":")[0] or "unknown"
 
 
 def _sql_types(kind: str) -> dict[str, str]:
@@ -426,7 +428,7 @@ class Lineage:
             ),
         }
         tags = [("ingest.run_id", run.run_id), ("ingest.block", block.name), ("ingest.team", block.team),
-                ("ingest.source", block.source_label), ("ingest.destination", run.destination or "")]
+                ("ingest.source", block.source_label)]
         if self._pathspec and self._parent:
             tags.append(("metaflow.pathspec", self._pathspec))
         facets["tags"] = tags_run.TagsRunFacet(

@@ -28,6 +28,7 @@ import orjson
 from .config import Block, ConfigError, Project, parse_duration, resolve_block
 from .destinations.base import Destination, RunRecord, StreamTarget
 from .errors import BusyError, IngestError, SyncError
+from .lineage import Lineage
 from .secrets import REDACTOR
 
 log = logging.getLogger("ingest")
@@ -330,6 +331,9 @@ class AirbyteManager:
             configured, settings = self.configured_catalog(block, catalog, streams, full_refresh)
         dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait), run_id=run.run_id)
         run.destination = dest.describe()
+        lineage = Lineage.from_settings(self.project.defaults.lineage, base_dir=self.project.path.parent,
+                                        secrets=self.project.defaults.secrets)
+        targets: dict[str, StreamTarget] = {}
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
             source.use_warehouse(dest.query)
@@ -341,7 +345,6 @@ class AirbyteManager:
             run.started_at = dt.datetime.now(dt.timezone.utc)  # time spent queueing (--wait) is not run time
             stored = {} if full_refresh else dest.read_state(block.name)
             state = state_messages(stored, set(settings))
-            targets: dict[str, StreamTarget] = {}
             for cs in configured.streams:
                 s, sync, write, pk, cursor = settings[cs.stream.name]
                 targets[s.name] = StreamTarget(
@@ -354,10 +357,13 @@ class AirbyteManager:
                     state_before=stream_state_blob(stored.get(s.name)), load_id=targets[s.name].load_id,
                 )
             dest.record_run(run)
+            lineage.start(block=block, run=run, targets=targets, parent_pathspec=run_pathspec)
             announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
             error = self._sync(source, configured, state, targets, results, dest, run, announcer)
-        except (ConfigError, BusyError):
+        except (ConfigError, BusyError) as exc:
             dest.close()
+            if lineage.started:  # a refused run (BusyError) never started: it owes no event
+                lineage.finish(block=block, run=run, targets=targets, results=results, error=exc)
             raise
         except IngestError as exc:
             error = exc if isinstance(exc, SyncError) else SyncError(str(exc))
@@ -387,6 +393,9 @@ class AirbyteManager:
             log.warning("could not record the run or its events in %s: %s", dest.describe(), REDACTOR.redact(exc))
             log.debug("record_run failed", exc_info=True)
         dest.close()
+        # After close: a slow lineage backend must not hold the destination (or its locks) any longer.
+        lineage.finish(block=block, run=run, targets=targets, results=results, error=error, streams=streams,
+                       parent_pathspec=run_pathspec)
         return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started,
                           error=error, events_sent=sent, event_errors=event_errors)
 
