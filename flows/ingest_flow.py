@@ -71,6 +71,7 @@ class IngestFlow(FlowSpec):
             "error": str(result.error) if result.error else None,
             "events_sent": result.events_sent,
             "event_errors": result.event_errors,
+            "rows_history": result.rows_history.get(self.stream, []),
         }
         _render_card(self.block_name, self.team, self.result)
         if not result.ok:
@@ -96,6 +97,8 @@ def _render_card(block: str, team: str, r: dict) -> None:
 
     from metaflow.cards import Markdown, Table
 
+    from ingest.status import sparkline
+
     status = "✅ succeeded" if r["status"] == "succeeded" else f"❌ failed: {r['error']}"
     current.card.append(Markdown(f"# {block}.{r['stream']} → `{r['table']}`\n\nTeam **{team}** · {status}"))
     current.card.append(
@@ -109,6 +112,7 @@ def _render_card(block: str, team: str, r: dict) -> None:
                 ["state after", json.dumps(r["state_after"], default=str)],
                 ["schema changes", "; ".join(r["schema_changes"]) or "none"],
                 ["events sent", f"{r['events_sent']}" + (f" ({len(r['event_errors'])} pending)" if r["event_errors"] else "")],
+                ["rows per run", f"{sparkline(r['rows_history'])}  {' '.join(str(n) for n in r['rows_history'])}"],
                 ["run id", r["run_id"]],
             ],
             headers=["", ""],

@@ -60,6 +60,7 @@ class SyncResult:
     error: SyncError | None = None
     events_sent: int = 0
     event_errors: list[str] = field(default_factory=list)
+    rows_history: dict[str, list[int]] = field(default_factory=dict)  # rows per landed load, last 12, per stream
 
     @property
     def ok(self) -> bool:
@@ -374,7 +375,7 @@ class AirbyteManager:
         run.rows = sum(r.records for r in results.values())
         run.status = "failed" if error else "succeeded"
         run.error = REDACTOR.redact(f"{error.failure_type or 'error'}: {error}") if error else None
-        sent, event_errors = 0, []
+        sent, event_errors, history = 0, [], {}
         if "heartbeat" in locals():
             heartbeat.stop()
         try:
@@ -389,6 +390,7 @@ class AirbyteManager:
                 for name in [n for n in run.streams or [s.name for s in block.streams] if n not in announcer.landed] or ["*"]:
                     dest.record_event(announcer.failed(name, error))
             sent, event_errors = announcer.publish()
+            history = _rows_history(dest, block.name, list(results))
         except Exception as exc:  # noqa: BLE001 - never mask the sync's own outcome
             log.warning("could not record the run or its events in %s: %s", dest.describe(), REDACTOR.redact(exc))
             log.debug("record_run failed", exc_info=True)
@@ -397,7 +399,7 @@ class AirbyteManager:
         lineage.finish(block=block, run=run, targets=targets, results=results, error=error, streams=streams,
                        parent_pathspec=run_pathspec)
         return SyncResult(run=run, streams=results, destination=dest.describe(), seconds=time.monotonic() - started,
-                          error=error, events_sent=sent, event_errors=event_errors)
+                          error=error, events_sent=sent, event_errors=event_errors, rows_history=history)
 
     def _sync(self, source, configured, state, targets, results, dest, run, announcer) -> SyncError | None:
         from airbyte_cdk.models import AirbyteStateType, TraceType, Type
@@ -502,6 +504,18 @@ class AirbyteManager:
             results[name].rows_written = target.rows_written
             results[name].schema_changes = list(target.schema_changes)
         return error
+
+
+def _rows_history(dest: Destination, block: str, streams: list[str], last: int = 12) -> dict[str, list[int]]:
+    """Rows per landed load for each stream, oldest first (for the card's sparkline), from the events ledger."""
+    from .events import DATA_LANDED
+
+    history: dict[str, list[int]] = {s: [] for s in streams}
+    for row in dest.list_events(block=block):
+        payload = row["payload"]
+        if payload.get("event") == DATA_LANDED and row["stream"] in history:
+            history[row["stream"]].append(payload.get("rows") or 0)
+    return {s: rows[-last:] for s, rows in history.items()}
 
 
 class _Heartbeat(threading.Thread):

@@ -83,8 +83,9 @@ def test_ingest_flow_lands_every_stream_announces_each_and_renders_cards(tmp_pat
 
     users = sync_tasks["users"]
     assert users.data.result["records"] == 300 and users.data.result["status"] == "succeeded"
+    assert users.data.result["rows_history"] == [300]
     html = "\n".join(_cards(users))
-    for figure in ("demo.users", "demo_users", "records read", "300", "loop_offset", "events sent"):
+    for figure in ("demo.users", "demo_users", "records read", "300", "loop_offset", "events sent", "rows per run"):
         assert figure in html, figure
     assert run.data.results and sum(r["records"] for r in run.data.results) == 300 + 100 + 300
 
