@@ -18,7 +18,10 @@ setup: $(BIN)/ingest
 
 demo: setup
 	$(BIN)/ingest run demo
-	@echo "\nData landed in warehouse.duckdb. Try: $(BIN)/python -c \"import duckdb; print(duckdb.sql(\\\"select * from 'warehouse.duckdb'.demo_users limit 5\\\"))\""
+	@echo
+	@echo "Data landed in warehouse.duckdb. Look at it:"
+	@echo "  $(BIN)/ingest status"
+	@echo "  $(BIN)/python -c \"import duckdb; print(duckdb.connect('warehouse.duckdb').sql('select id, name, email, updated_at from demo_users limit 5'))\""
 
 test: setup
 	$(BIN)/python -m pytest -q
