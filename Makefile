@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/ingest run demo
 	@echo
 	@echo "Data landed in warehouse.duckdb. Look at it:"
-	@echo "  $(BIN)/ingest status"
+	@echo "  $(BIN)/ingest status --team platform"
 	@echo "  $(BIN)/python -c \"import duckdb; print(duckdb.connect('warehouse.duckdb').sql('select id, name, email, updated_at from demo_users limit 5'))\""
 
 test: setup
