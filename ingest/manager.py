@@ -108,7 +108,9 @@ def make_destination(project: Project, block: Block | None, override: str | None
         try:
             return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only)
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
-            if "lock" in str(exc).lower():
+            import duckdb
+
+            if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
                 pid = re.search(r"PID (\d+)", str(exc))
                 raise BusyError(
                     f"{path} is in use by another process{f' (pid {pid.group(1)})' if pid else ''}: DuckDB allows one "

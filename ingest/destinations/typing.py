@@ -203,6 +203,13 @@ def _convert_column(values: list, ctype: str, rejected: list[dict | None], name:
         inferred = pa.array(values, from_pandas=False)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         inferred = None
+    if inferred is not None and ctype == TIMESTAMP and (pa.types.is_string(inferred.type) or pa.types.is_large_string(inferred.type)):
+        # ISO-8601 strings with an offset (Z, +HH:MM, +HHMM — Jira's style) parse in Arrow's C++ cast, ~20x faster
+        # than per value; anything else (naive, date-only, garbage) raises and takes the per-value path below.
+        try:
+            return inferred.cast(arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
     if inferred is not None and _fits(inferred.type, ctype):
         # Arrow infers [1.5, True] as doubles; a boolean in a numeric column does not fit.
         if not (ctype in (INTEGER, NUMBER) and any(type(v) is bool for v in values)):
