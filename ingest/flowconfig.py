@@ -22,15 +22,20 @@ def parse_for_flow(text: str, base_dir: str | Path = ".") -> dict:
     Relative paths are read from `base_dir` (deploy from the directory that holds connectors.yaml)."""
     data = yaml.safe_load(text) or {}
     files: dict[str, str] = {}
-    for block in (data.get("connectors") or {}).values():
+    for name, block in (data.get("connectors") or {}).items():
         if not isinstance(block, dict):
             continue
         for key in FILE_KEYS:
             rel = block.get(key)
             if isinstance(rel, str) and not Path(rel).is_absolute():
                 path = Path(base_dir) / rel
-                if path.exists():
-                    files[rel] = path.read_text()
+                if not path.is_file():
+                    # Fail the deploy, not every scheduled run: pods never see the repository.
+                    raise FileNotFoundError(
+                        f"connectors.{name}.{key}: {rel} not found under {Path(base_dir).resolve()} "
+                        "(run from the directory that holds connectors.yaml)"
+                    )
+                files[rel] = path.read_text()
     data[FILES_KEY] = files
     return data
 

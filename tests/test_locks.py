@@ -6,7 +6,6 @@ import datetime as dt
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import duckdb
@@ -84,24 +83,17 @@ def test_a_warehouse_file_in_use_is_refused_naming_the_pid_or_waited_for(project
 
 
 def test_two_concurrent_runs_of_a_block_never_interleave(project):
-    project.write_config(demo_config(count=20_000, slice_=1000).replace("always_updated: false", "always_updated: true"))
-    first = start_cli(["run", "demo", "--stream", "users"], project.root)
-    flowing = threading.Event()
-
-    def watch():
-        for line in first.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert flowing.wait(timeout=180), "the first run never reported progress"
+    project.write_config(demo_config(count=30_000, slice_=1000).replace("always_updated: false", "always_updated: true"))
+    # Two runs started a moment apart: whichever opens the warehouse first syncs, the other queues (--wait).
+    first = start_cli(["run", "demo", "--stream", "users", "--wait", "300"], project.root)
+    time.sleep(1)
     second = start_cli(["run", "demo", "--stream", "users", "--wait", "300"], project.root)
     out2, err2 = second.communicate(timeout=300)
-    first.wait(timeout=300)
-    assert first.returncode == 0
+    out1, err1 = first.communicate(timeout=300)
+    assert first.returncode == 0, err1
     assert second.returncode == 0, err2
-    assert project.scalar("SELECT count(*) FROM demo_users") == 20_000
-    assert project.scalar("SELECT count(DISTINCT id) FROM demo_users") == 20_000
+    assert project.scalar("SELECT count(*) FROM demo_users") == 30_000
+    assert project.scalar("SELECT count(DISTINCT id) FROM demo_users") == 30_000
     runs = project.query("SELECT started_at, ended_at FROM _ingest_runs ORDER BY started_at")
     assert len(runs) == 2 and runs[0][1] <= runs[1][0]  # one after the other, never overlapping
     # and every row now comes from the second run, extracted after the first one ended
