@@ -106,7 +106,7 @@ def make_destination(project: Project, block: Block | None, override: str | None
         from .destinations.duckdb import DuckDBDestination
 
         try:
-            return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only)
+            return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only, threads=project.defaults.duckdb.threads)
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
             import duckdb
 

@@ -51,7 +51,7 @@ def staging_name(table: str) -> str:
 class DuckDBDestination(Destination):
     name = "duckdb"
 
-    def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False):
+    def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False, threads: int | None = None):
         """`lock_wait`: seconds to wait while another process holds the file (DuckDB allows one writer process);
         parallel Metaflow tasks of one block use it to take turns locally. `read_only`: for status/listing —
         creates nothing (the file must exist)."""
@@ -68,6 +68,8 @@ class DuckDBDestination(Destination):
                 if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
                     raise
                 time.sleep(0.25)
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
         self._columns: dict[str, dict[str, str]] = {}
         if not read_only:
             self._create_meta_tables()
