@@ -337,6 +337,7 @@ class AirbyteManager:
         lineage = Lineage.from_settings(self.project.defaults.lineage, base_dir=self.project.path.parent,
                                         secrets=self.project.defaults.secrets)
         targets: dict[str, StreamTarget] = {}
+        heartbeat: _Heartbeat | None = None
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
             source.use_warehouse(dest.query)
@@ -378,7 +379,7 @@ class AirbyteManager:
         run.status = "failed" if error else "succeeded"
         run.error = REDACTOR.redact(f"{error.failure_type or 'error'}: {error}") if error else None
         sent, event_errors, history = 0, [], {}
-        if "heartbeat" in locals():
+        if heartbeat is not None:
             heartbeat.stop()
         try:
             dest.release_locks(run.run_id)
