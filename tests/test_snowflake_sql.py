@@ -27,8 +27,12 @@ snowflake_connector = pytest.importorskip("snowflake.connector")
 
 from ingest.destinations import snowflake as S  # noqa: E402 - after the importorskip
 
+# Test values, not secrets: fakesnow never checks passwords; the literal one must be refused by validation.
+UNUSED_PASSWORD = "pw-not-used-by-fakesnow"
+LITERAL_PASSWORD = "hunter2-literal"
+
 CFG = S.SnowflakeConfig(account="acme", user="loader", database="ANALYTICS", schema="RAW", role="LOADER",
-                        warehouse="LOAD_WH", password="pw-not-used-by-fakesnow")
+                        warehouse="LOAD_WH", password=UNUSED_PASSWORD)
 USERS = {"id": "integer", "name": "string", "score": "number", "active": "boolean", "updated_at": "timestamp",
          "born": "date", "address": "json"}
 
@@ -195,7 +199,7 @@ def test_config_problems_are_config_errors_naming_the_key_never_the_value(tmp_pa
         S.resolve_config(_fake_project(tmp_path))
     base = dict(account="acme", user="loader", database="DB", schema="S")
     with pytest.raises(ConfigError) as err:
-        S.resolve_config(_fake_project(tmp_path, **base, password="hunter2-literal"))
+        S.resolve_config(_fake_project(tmp_path, **base, password=LITERAL_PASSWORD))
     assert "connectors.yaml:9: defaults.snowflake.password: is a secret" in str(err.value) and "hunter2" not in str(err.value)
     assert REDACTOR.redact("hunter2-literal") == MASK  # a literal secret is never echoed, even later
     monkeypatch.delenv("INGEST_T_UNSET", raising=False)
