@@ -3,20 +3,14 @@ an undeliverable event stays pending and `ingest events replay` delivers it once
 from __future__ import annotations
 
 import json
-import socket
 
 from .conftest import demo_config
+from .fakes.lineage_receiver import closed_port
 from .fakes.webhook import Webhook
 from .test_schema_evolution import CONFIG as WIDGETS_CONFIG, MANIFEST as WIDGETS_MANIFEST, _Api
 
 # ArgoEvent retries a refused connection with 2**i s sleeps; one attempt keeps the "webhook down" tests fast.
 FAST = {"METAFLOW_SERVICE_RETRY_COUNT": "1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_one_event_per_landed_stream_with_the_documented_payload(project):
@@ -51,7 +45,7 @@ def test_a_run_that_loads_nothing_still_says_so(project):
 
 def test_webhook_down_keeps_events_pending_and_replay_delivers_them_once(project):
     project.write_config(demo_config(count=100, slice_=100))
-    port = _free_port()
+    port = closed_port()
     url = f"http://127.0.0.1:{port}/ingest"
     r = project.cli("run", "demo", env={"INGEST_EVENTS_WEBHOOK": url, **FAST})
     assert r.code == 0, r.output  # the data landed; only the announcement is late

@@ -14,7 +14,8 @@ ENDPOINT = "/api/v1/lineage"
 
 
 class LineageReceiver:
-    def __init__(self, port: int = 0, status: int = 201):
+    def __init__(self, port: int = 0, status: int = 201, endpoint: str = ENDPOINT):
+        self.endpoint = endpoint
         self.events: list[dict] = []
         self.requests: list[dict] = []  # every POST: path, headers, status answered (also the refused ones)
         self.status = status  # set to 500/503 to make deliveries fail
@@ -26,7 +27,7 @@ class LineageReceiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
-                status = receiver.status if self.path == ENDPOINT else 404
+                status = receiver.status if self.path == receiver.endpoint else 404
                 with receiver._arrived:
                     receiver.requests.append({"path": self.path, "headers": dict(self.headers), "status": status,
                                               "body": body.decode("utf-8", "replace")})
