@@ -38,6 +38,16 @@ def _setup_logging(verbose: int) -> None:
         # The connectors are chatty at INFO (one line per request); keep them at WARNING unless -vv.
         logging.getLogger("airbyte").setLevel(logging.WARNING)
         logging.getLogger("ingest.connector").setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+    # Fetching a connector or building its environment (first use) always says so: a slow first run explains itself.
+    install = logging.getLogger("ingest.install")
+    install.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    install.propagate = False
+    for h in list(install.handlers):
+        install.removeHandler(h)
+    plain = logging.StreamHandler(sys.stderr)
+    plain.addFilter(RedactingFilter())
+    plain.setFormatter(logging.Formatter("  ⋯ %(message)s"))
+    install.addHandler(plain)
 
 
 class _Group(click.Group):
@@ -64,9 +74,9 @@ def _manager(ctx, progress=None, resolve: str | None = None):
     heavy imports (pyarrow, the CDK) load, so a config mistake fails fast and touches nothing."""
     project = _project(ctx)
     if resolve:
-        from .config import resolve_block
+        from .sources.connector import prepare
 
-        resolve_block(project.block(resolve))
+        prepare(project.block(resolve))
     from .manager import AirbyteManager
 
     return AirbyteManager(project, progress=progress)
@@ -87,36 +97,108 @@ def main(ctx, config, verbose):
 @main.command("list")
 @click.pass_context
 def list_(ctx):
-    """List the connector blocks (no connector code is loaded)."""
+    """List the connector blocks and the runtime each one runs in (no connector code is loaded)."""
     from rich.console import Console
     from rich.table import Table
 
+    from .sources.lockfile import LockFile
+
     project = _project(ctx)
-    table = Table("block", "team", "source", "streams", "destination", "schedule", box=None)
+    lock = LockFile.load(project.lock_path)
+    table = Table("block", "team", "source", "runtime", "streams", "destination", "schedule", box=None)
     for name, block in project.blocks.items():
-        table.add_row(name, block.team, block.source_label, ", ".join(s.name for s in block.streams),
-                      block.destination_type, block.spec.schedule or "-")
-    Console(width=200).print(table)
+        table.add_row(name, block.team, _source_text(block, lock), _runtime_text(block, lock),
+                      ", ".join(s.name for s in block.streams), block.destination_type, block.spec.schedule or "-")
+    Console(width=220).print(table)
+
+
+def _source_text(block, lock) -> str:
+    entry = lock.get(block.name) if block.package else None
+    if entry and entry.source == block.package:
+        return f"{entry.source}=={entry.version}"
+    return block.source_label
+
+
+def _runtime_text(block, lock) -> str:
+    """The runtime and why, from connectors.lock: listing never loads connector code."""
+    if block.spec.puller:
+        return "in_process (our puller)"
+    if not block.package:
+        return "in_process (a manifest file)"
+    from .sources.lockfile import staleness
+
+    entry = lock.get(block.name)
+    problem = staleness(entry, block.package, block.pinned_version, block.spec.runtime)
+    if problem:
+        return f"? lock is stale: {problem}"
+    if entry is None:
+        return f"{block.spec.runtime} (not installed yet: `ingest install {block.name}`)"
+    return f"{entry.runtime} ({entry.reason})"
 
 
 @main.command()
 @click.argument("blocks", nargs=-1)
+@click.option("--require-secrets", is_flag=True,
+              help="Unset ${SECRET} references are errors (default: warnings, so validate works as a pull-request check).")
 @click.pass_context
-def validate(ctx, blocks):
-    """Check connectors.yaml: structure, secret references and each block's config against its connector spec."""
-    from .config import resolve_block
+def validate(ctx, blocks, require_secrets):
+    """Check connectors.yaml: structure, secret references, connectors.lock and each block's config against its
+    connector's spec. Exit 2 on any problem; unset secrets are warnings unless --require-secrets."""
+    from .sources.connector import Connector, prepare
+    from .sources.lockfile import LockFile
 
     project = _project(ctx)
     names = list(blocks) or list(project.blocks)
+    lock = LockFile.load(project.lock_path)
     problems = []
     for name in names:
         try:
-            resolve_block(project.block(name))
-            click.echo(f"ok  {name}")
+            block = project.block(name)
+            notes, connector = [], None
+            if block.package:
+                connector = Connector(block, lock=lock, persist=False)
+                stale = connector.stale()
+                if stale:
+                    raise ConfigError(f"{project.lock_path}: block {name!r}: {stale}; run `ingest install {name}`")
+                if lock.get(name) is None:
+                    notes.append(f"not in {project.lock_path.name} yet: `ingest install {name}` pins its release")
+            warnings = prepare(block, require_secrets=require_secrets, connector=connector)
+            entry = lock.get(name)
+            runtime = f"  [{entry.source}=={entry.version}, {entry.runtime}: {entry.reason}]" if entry else ""
+            click.echo(f"ok    {name}{runtime}")
+            for line in notes + warnings:
+                click.echo(f"warn  {line}")
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
         raise ConfigError(problems)
+
+
+@main.command()
+@click.argument("blocks", nargs=-1)
+@click.option("--upgrade", is_flag=True, help="Re-resolve unpinned blocks to the newest release (default: keep the lock's).")
+@click.pass_context
+def install(ctx, blocks, upgrade):
+    """Fetch each block's connector release, build its environment if it runs isolated, and pin it in
+    connectors.lock (all 'source:' blocks by default). Run it while building an image so pods start ready."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from .sources.connector import Connector
+    from .sources.lockfile import LockFile
+
+    project = _project(ctx)
+    names = list(blocks) or [n for n, b in project.blocks.items() if b.package]
+    lock = LockFile.load(project.lock_path)
+    table = Table("block", "connector", "runtime", "why", box=None)
+    for name in names:
+        block = project.block(name)
+        if not block.package:
+            table.add_row(name, block.source_label, "in_process", "nothing to install")
+            continue
+        entry = Connector(block, lock=lock).install(upgrade=upgrade)
+        table.add_row(name, f"{entry.source}=={entry.version}", entry.runtime, entry.reason)
+    Console(width=220).print(table)
 
 
 @main.command()

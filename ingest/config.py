@@ -23,7 +23,8 @@ from .secrets import REDACTOR, REFERENCE, load_provider
 
 DEFAULT_CONFIG = "connectors.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_PACKAGE = re.compile(r"^airbyte-source-[a-z0-9]+(-[a-z0-9]+)*$")
+# `airbyte-source-stripe` (newest at install time, then pinned in connectors.lock) or `airbyte-source-stripe==5.14.1`.
+_PACKAGE = re.compile(r"^(?P<package>airbyte-source-[a-z0-9]+(-[a-z0-9]+)*)(==(?P<version>[0-9][0-9A-Za-z.+!-]*))?$")
 # Destination settings that are secrets: like a connector's airbyte_secret fields they must be ${REF}s.
 SNOWFLAKE_SECRET_KEYS = ("password", "private_key", "private_key_passphrase")
 WriteMode = Literal["append", "dedup", "replace"]
@@ -96,6 +97,9 @@ class BlockSpec(_Strict):
     components: str | None = None  # custom components for a manifest
     puller: str | None = None  # or one of our built-in pullers
     overrides: str | None = None  # manifest patch for declarative connectors
+    # Where a `source:` connector runs: in-process on the runner's CDK (declarative manifests), isolated in its own
+    # environment as a child process, or auto (in-process when the manifest can, isolated otherwise).
+    runtime: Literal["auto", "in_process", "isolated"] = "auto"
     config: dict[str, Any] = Field(default_factory=dict)
     streams: list[StreamSpec] = Field(min_length=1)
     destination: Literal["duckdb", "snowflake"] | DestinationSpec | None = None
@@ -111,7 +115,10 @@ class BlockSpec(_Strict):
                 + (f"; got {', '.join(given)}" if given else "")
             )
         if self.source and not _PACKAGE.match(self.source):
-            raise ValueError(f"source: expected an Airbyte connector package like 'airbyte-source-jira', got {self.source!r}")
+            raise ValueError(f"source: expected an Airbyte connector package like 'airbyte-source-jira' or "
+                             f"'airbyte-source-jira==4.0.0', got {self.source!r}")
+        if self.runtime != "auto" and not self.source:
+            raise ValueError("runtime: only for 'source:' connectors (manifests and pullers run in-process)")
         if self.components and not self.manifest:
             raise ValueError("components: only valid together with 'manifest'")
         if self.overrides and self.puller:
@@ -185,8 +192,18 @@ class Defaults(_Strict):
     duckdb: DuckDBSettings = Field(default_factory=DuckDBSettings)
     snowflake: SnowflakeSettings | None = None
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    check_timeout: str = "15s"  # `ingest check` gives up (one clear line, exit 1) after this long
     lock_ttl: str = "5m"  # a run's stream locks expire this long after its last heartbeat (SIGKILL, lost host)
     secrets: str = "env"  # 'env' or 'module:Class' implementing SecretProvider
+    # The connectors cache (files and environments per connector release); default $INGEST_CONNECTORS_DIR or
+    # ~/.cache/ingest/connectors. Relative to this file.
+    connectors_dir: str | None = None
+
+    @field_validator("check_timeout", "lock_ttl")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
 
 
 class ProjectSpec(_Strict):
@@ -269,6 +286,7 @@ class _Problems:
     def __init__(self, file: Path, lines: dict[tuple, int]):
         self.file, self.lines = file, lines
         self._found: list[tuple[int, str]] = []
+        self.paths: list[tuple[tuple, str]] = []  # (key path, message) as added
 
     @property
     def items(self) -> list[str]:
@@ -288,6 +306,7 @@ class _Problems:
         item = f"{self.file}:{line}: {_format_path(path) or '(top level)'}: {REDACTOR.redact(message)}"
         if all(text != item for _, text in self._found):
             self._found.append((line, item))
+            self.paths.append((tuple(path), message))
 
     def raise_if_any(self) -> None:
         if self._found:
@@ -456,6 +475,16 @@ class Block:
         return "puller" if self.spec.puller else ("manifest" if self.spec.manifest else "airbyte")
 
     @property
+    def package(self) -> str | None:
+        """The connector's PyPI name without a pin: airbyte-source-stripe."""
+        return _PACKAGE.match(self.spec.source).group("package") if self.spec.source else None
+
+    @property
+    def pinned_version(self) -> str | None:
+        """The release the block pins (`source: airbyte-source-stripe==5.14.1`), else None (the lock file decides)."""
+        return _PACKAGE.match(self.spec.source).group("version") if self.spec.source else None
+
+    @property
     def source_label(self) -> str:
         s = self.spec
         return s.source or (f"manifest:{s.manifest}" if s.manifest else f"puller:{s.puller}")
@@ -503,6 +532,19 @@ class Project:
             known = ", ".join(sorted(self.blocks)) or "none"
             raise ConfigError(f"{self.path}: no connector block named {name!r} (blocks: {known})")
         return self.blocks[name]
+
+    @property
+    def lock_path(self) -> Path:
+        """connectors.yaml → connectors.lock (connectors.prod.yaml → connectors.prod.lock), next to it."""
+        return self.path.with_suffix(".lock")
+
+    @property
+    def connectors_dir(self) -> Path | None:
+        raw = self.defaults.connectors_dir
+        if not raw:
+            return None
+        p = Path(raw).expanduser()
+        return p if p.is_absolute() else self.path.parent / p
 
     def duckdb_path(self, block: Block | None = None) -> Path:
         d = block.spec.destination if block else None
@@ -562,11 +604,13 @@ def load_project(path: str | Path | None = None) -> Project:
 _MALFORMED_REFERENCE = re.compile(r"\$\{")
 
 
-def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret_names: set[str]):
+def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret_names: set[str], unset: _Problems):
+    """Substitute ${NAME} references. Malformed or unreadable ones go to `problems`, unset ones to `unset`
+    (the same list when secrets are required)."""
     if isinstance(value, dict):
-        return {k: _resolve_refs(v, path + (k,), provider, problems, secret_names) for k, v in value.items()}
+        return {k: _resolve_refs(v, path + (k,), provider, problems, secret_names, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_refs(v, path + (i,), provider, problems, secret_names) for i, v in enumerate(value)]
+        return [_resolve_refs(v, path + (i,), provider, problems, secret_names, unset) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         if _MALFORMED_REFERENCE.search(REFERENCE.sub("", value)):
             # Never echo the value: a mistyped reference may well be a pasted secret.
@@ -581,7 +625,7 @@ def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret
                 problems.add(path, f"secret reference ${{{name}}} could not be read: {type(exc).__name__}: {exc}")
                 return ""
             if secret is None or secret == "":
-                problems.add(path, f"secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
+                unset.add(path, f"secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
                 return ""
             if not isinstance(secret, str):
                 secret = str(secret)
@@ -689,110 +733,30 @@ def _spec_problems(err) -> list[tuple[tuple, str]]:
     return [(tuple(err.absolute_path), _spec_error_message(err))]
 
 
-def _file_problem(name: str, path: Path | None, exc: BaseException) -> str:
-    """`name: what is wrong`, without repeating the path the exception may already start with."""
-    message = _yaml_problem(exc)
-    if path is not None:
-        message = message.replace(f"{path}: ", "")
-    return f"{name}: {message}"
+def problems_for(project: "Project") -> _Problems:
+    """A fresh problem list for `project`'s file: other modules report `file:line: key: message` through it."""
+    return _Problems(project.path, project.lines)
 
 
-def _yaml_problem(exc: BaseException) -> str:
-    if isinstance(exc, yaml.YAMLError):
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
-    if isinstance(exc, (OSError, UnicodeDecodeError)):
-        return f"cannot read it: {type(exc).__name__}: {exc}"
-    return str(exc)
+def resolve_block(block: Block, spec: dict | None, *, require_secrets: bool = True) -> list[str]:
+    """Resolve the block's secret references and check its config against the connector's `spec` (its
+    connectionSpecification, found by `ingest.sources`; None for a puller without one).
 
-
-def _connector_spec(block: Block, problems: _Problems) -> dict | None:
-    """The connector's connectionSpecification; problems with the files it comes from are reported at the key
-    that names them. None for pullers without a spec and when a problem was reported."""
-    from .sources import manifest as mf
-
-    s = block.spec
-    base = ("connectors", block.name)
-    if s.puller:
-        from .sources.pullers import puller_spec
-
-        return puller_spec(s.puller)
-    module = None
-    if s.manifest:
-        try:
-            manifest = mf.load_yaml_file(block.path(s.manifest))
-        except Exception as exc:  # noqa: BLE001
-            problems.add(base + ("manifest",), _file_problem(s.manifest, block.path(s.manifest), exc))
-            return None
-    else:
-        module = package_module(s.source)
-        try:
-            manifest = mf.load_package_manifest(module)
-        except Exception as exc:  # noqa: BLE001
-            problems.add(base + ("source",), f"cannot read the manifest of {s.source}: {_yaml_problem(exc)}")
-            return None
-    if s.overrides:
-        try:
-            override = mf.load_yaml_file(block.path(s.overrides))
-        except Exception as exc:  # noqa: BLE001
-            problems.add(base + ("overrides",), _file_problem(s.overrides, block.path(s.overrides), exc))
-            return None
-        if manifest is None:
-            # The runner can only patch a declarative manifest; a Python connector would fail at sync time.
-            problems.add(base + ("overrides",), f"{s.source} is not a declarative connector (it has no manifest.yaml), so it cannot be overridden")
-            return None
-        manifest = mf.apply_override(manifest, override)
-    try:
-        spec = mf.connector_spec(module, manifest)
-    except Exception as exc:  # noqa: BLE001
-        problems.add(base + (("manifest",) if s.manifest else ("source",)), _yaml_problem(exc))
-        return None
-    if not isinstance(spec, dict):
-        problems.add(base + (("manifest",) if s.manifest else ("source",)), f"the connector's spec is not a mapping; got {_yaml_type(spec)}")
-        return None
-    return spec
-
-
-def connector_spec_for(block: Block) -> dict | None:
-    """The connector's connectionSpecification, read from package files (no CDK import); None for pullers.
-    Raises ConfigError (with file:line and key) when the manifest, package or override cannot be read."""
-    problems = _Problems(block.project.path, block.project.lines)
-    spec = _connector_spec(block, problems)
-    problems.raise_if_any()
-    return spec
-
-
-def package_module(package: str) -> str:
-    """airbyte-source-jira → source_jira"""
-    return package.removeprefix("airbyte-").replace("-", "_")
-
-
-def resolve_block(block: Block) -> Block:
-    """Resolve secrets and check the config against the connector's spec. Raises ConfigError listing every problem."""
+    Raises ConfigError listing every problem. Unset references are problems when `require_secrets` (run, check);
+    otherwise (`ingest validate` as a pull-request check, where production secrets are absent) they are returned
+    as warnings, the config is checked everywhere else, and the block stays unresolved.
+    """
     if block.resolved:
-        return block
+        return []
     project = block.project
     problems = _Problems(project.path, project.lines)
+    unset = _Problems(project.path, project.lines)
     base = ("connectors", block.name)
     s = block.spec
     for key in ("manifest", "components", "overrides"):
         rel = getattr(s, key)
         if rel and not block.path(rel).is_file():
             problems.add(base + (key,), f"file not found: {block.path(rel)}")
-    if s.source:
-        from .sources.manifest import package_dir
-
-        try:
-            package_dir(package_module(s.source))
-        except (ModuleNotFoundError, FileNotFoundError, ValueError):
-            problems.add(base + ("source",), f"connector package {s.source!r} is not installed (pip install {s.source})")
-    if s.puller:
-        from .sources.pullers import PULLERS
-
-        if s.puller not in PULLERS:
-            known = f"expected one of {', '.join(sorted(PULLERS))}" if PULLERS else "no pullers are available in this version"
-            problems.add(base + ("puller",), f"unknown puller {s.puller!r}; {known}")
     problems.raise_if_any()
 
     try:
@@ -801,11 +765,10 @@ def resolve_block(block: Block) -> Block:
         problems.add(("defaults", "secrets"), f"cannot load secret provider: {type(exc).__name__}: {exc}")
         problems.raise_if_any()
     used: set[str] = set()
-    config = _resolve_refs(s.config, base + ("config",), provider, problems, used)
+    config = _resolve_refs(s.config, base + ("config",), provider, problems, used, unset if not require_secrets else problems)
     # Destination credentials (defaults.snowflake) are resolved by the Snowflake destination
     # (ingest/destinations/snowflake.py: resolve_config); load_project already rejects literal ones.
 
-    spec = _connector_spec(block, problems)
     if spec:
         for secret_path in _secret_keys(spec):
             raw = config_value(s.config, secret_path)
@@ -823,6 +786,7 @@ def resolve_block(block: Block) -> Block:
     if spec:
         import jsonschema
 
+        unresolved = {path for path, _ in unset.paths}
         try:
             validator_cls = jsonschema.validators.validator_for(spec, default=jsonschema.Draft7Validator)
             validator = validator_cls(spec, format_checker=validator_cls.FORMAT_CHECKER)
@@ -832,11 +796,16 @@ def resolve_block(block: Block) -> Block:
             problems.add(base + (key,), f"the connector's spec is not a valid JSON schema: {type(exc).__name__}")
             found = []
         for path, message in found:  # _Problems lists them in file order
-            problems.add(base + ("config",) + path, message)
+            full = base + ("config",) + path
+            if any(full[: len(u)] == u for u in unresolved):
+                continue  # a value we could not resolve (only in warning mode): its reference is what to fix
+            problems.add(full, message)
     problems.raise_if_any()
+    if unset.items:
+        return unset.items
     block.config = config
     block.resolved = True
-    return block
+    return []
 
 
 def config_value(config: dict, path: tuple):

@@ -6,6 +6,7 @@ state, destinations, events, CLI — is shared and a user cannot tell them apart
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 
@@ -26,3 +27,18 @@ class Source(abc.ABC):
     def read(self, catalog: Any, state: list[Any]) -> Iterator[Any]:
         """Yield `AirbyteMessage`s for the configured catalog, resuming from `state` (AirbyteStateMessages).
         Raises `SyncError` on failure, after yielding everything that was read."""
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """Records of one stream handed over in one piece (the isolated runtime's framing; see sources/isolated.py).
+
+    The sync loop treats it exactly like `len(records)` RECORD messages of `stream`, in this order, arriving before
+    the next message the source yields: a STATE message that follows a batch covers every record in it.
+    `emitted_at` holds one epoch-milliseconds value per record (same length as `records`).
+    """
+
+    stream: str
+    records: list[dict]
+    emitted_at: list[int]
+    type: str = "RECORD_BATCH"  # lets the sync loop dispatch on `.type` like an AirbyteMessage

@@ -1,0 +1,231 @@
+"""One home for "the connector" of a block: which release, where its code lives, which runtime runs it, its spec.
+
+    block (connectors.yaml) ─► release: the block's pin, else connectors.lock, else the newest (then locked)
+                            ─► files:   the release's wheel, no dependencies (connectors cache)
+                            ─► runtime: in_process when its declarative manifest runs on the runner's CDK,
+                                        isolated (own virtualenv, child process) otherwise — or as the block says
+                            ─► spec:    spec.json / spec.yaml / the manifest's, else asked of the connector itself
+                            ─► Source:  InProcessSource | IsolatedSource | a puller — one protocol for the sync loop
+
+`config` knows nothing of packages; everything about them is here. Building a release's files or environment on
+first use is announced through the cache's `notify` (stderr in the CLI), so a slow first run says why it is slow.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..config import Block, problems_for, resolve_block
+from ..errors import ConfigError, IngestError
+from .environments import ConnectorCache
+from .lockfile import LockEntry, LockFile, staleness
+
+log = logging.getLogger("ingest.install")
+
+IN_PROCESS, ISOLATED = "in_process", "isolated"
+_SPEC_CACHE = ".ingest-spec.json"  # a connector's own answer to `spec`, kept next to its files
+
+
+def package_module(package: str) -> str:
+    """airbyte-source-jira → source_jira (the import name every connector package uses)."""
+    return package.removeprefix("airbyte-").replace("-", "_")
+
+
+def runner_cdk_version() -> str:
+    return metadata.version("airbyte-cdk")
+
+
+class Connector:
+    """The Airbyte connector of a `source:` block. Cheap to build; nothing is fetched until asked."""
+
+    def __init__(self, block: Block, *, lock: LockFile | None = None, cache: ConnectorCache | None = None,
+                 notify: Callable[[str], None] | None = None, persist: bool = True):
+        if not block.spec.source:
+            raise ValueError(f"block {block.name!r} has no 'source:' connector")
+        self.block = block
+        self.package: str = block.package
+        self.module = package_module(self.package)
+        self.lock = lock or LockFile.load(block.project.lock_path)
+        self.cache = cache or ConnectorCache(block.project.connectors_dir, notify=notify)
+        self.persist = persist  # False: resolve and fetch, but leave connectors.lock as it is (`ingest validate`)
+
+    # ------------------------------------------------------------ release and runtime
+
+    def stale(self) -> str | None:
+        return staleness(self.lock.get(self.block.name), self.package, self.block.pinned_version, self.block.spec.runtime)
+
+    def locked(self) -> LockEntry:
+        """The block's lock entry; resolved, fetched and written to connectors.lock on first use."""
+        entry = self.lock.get(self.block.name)
+        problem = self.stale()
+        if problem:
+            raise ConfigError(f"{self.lock.path}: block {self.block.name!r}: {problem}; run `ingest install {self.block.name}`")
+        return entry or self.install()
+
+    def install(self, *, upgrade: bool = False) -> LockEntry:
+        """Resolve the release (pin > lock > newest), fetch its files, choose the runtime, build an environment if
+        it runs isolated, and record all of it in connectors.lock."""
+        current = self.lock.get(self.block.name)
+        version = self.block.pinned_version
+        if version is None and current is not None and current.source == self.package and not upgrade:
+            version = current.version
+        if version is None:
+            version = self.cache.newest(self.package)
+        files = self.cache.ensure_files(self.package, version)
+        runtime, reason, cdk = self._choose_runtime(files)
+        if runtime == ISOLATED:
+            self.cache.ensure_venv(self.package, version)
+        entry = LockEntry(source=self.package, version=version, runtime=runtime, reason=reason, cdk=cdk)
+        if self.lock.set(self.block.name, entry) and self.persist:
+            self.lock.save()
+            self.cache.notify(f"{self.block.name}: locked {self.package}=={version} ({runtime}) in {self.lock.path.name}")
+        return entry
+
+    def _choose_runtime(self, files: Path) -> tuple[str, str, str | None]:
+        from . import manifest as mf
+
+        wanted = self.block.spec.runtime
+        manifest = mf.load_package_manifest(self.module, files)
+        where = f"{self.block.project.path}: connectors.{self.block.name}"
+        if manifest is None:
+            if wanted == IN_PROCESS:
+                raise ConfigError(f"{where}.runtime: {self.package} is a Python connector (no manifest.yaml); only 'isolated' can run it")
+            if self.block.spec.overrides:
+                raise ConfigError(f"{where}.overrides: {self.package} is not a declarative connector (it has no manifest.yaml), so it cannot be overridden")
+            return ISOLATED, "a Python connector: runs in its own environment", None
+        cdk = mf.manifest_cdk_version(manifest)
+        if wanted == ISOLATED:
+            if self.block.spec.overrides:
+                raise ConfigError(f"{where}.overrides: manifest overrides are applied in-process; remove 'runtime: isolated' or the override")
+            return ISOLATED, "runtime: isolated (as the block asks)", cdk
+        if self.block.spec.overrides:
+            manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(self.block.spec.overrides)))
+        blocker = mf.in_process_blocker(files, self.module, manifest)
+        if blocker is None:
+            return IN_PROCESS, f"declarative manifest (CDK {cdk or '?'}) on the runner's CDK {runner_cdk_version()}", cdk
+        if wanted == IN_PROCESS or self.block.spec.overrides:
+            raise ConfigError(f"{where}: {self.package} cannot run in-process: {blocker}")
+        return ISOLATED, f"runs in its own environment: {blocker}", cdk
+
+    # ------------------------------------------------------------ code
+
+    def files_dir(self) -> Path:
+        entry = self.locked()
+        return self.cache.ensure_files(self.package, entry.version)
+
+    def python(self) -> Path:
+        entry = self.locked()
+        return self.cache.ensure_venv(self.package, entry.version)
+
+    def spec(self) -> dict:
+        """connectionSpecification: from the package's files (with the block's override), else from the connector
+        itself (run once in its environment, then kept next to its files)."""
+        from . import manifest as mf
+
+        files = self.files_dir()
+        manifest = mf.load_package_manifest(self.module, files)
+        if manifest is not None and self.block.spec.overrides:
+            manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(self.block.spec.overrides)))
+        try:
+            return mf.connector_spec(self.module, manifest, files)
+        except ValueError:
+            pass  # no spec file: the connector builds its spec in code (airbyte-source-s3)
+        cached = files / _SPEC_CACHE
+        if cached.is_file():
+            return json.loads(cached.read_text())
+        from .isolated import IsolatedSource
+
+        spec = IsolatedSource(self.python(), self.package, {}, label=self.block.name).spec()
+        cached.write_text(json.dumps(spec))
+        return spec
+
+    def source(self, check_timeout: float):
+        entry = self.locked()
+        if entry.runtime == ISOLATED:
+            from .isolated import IsolatedSource
+
+            return IsolatedSource(self.python(), self.package, self.block.config, label=self.block.name,
+                                  check_timeout=check_timeout)
+        from .airbyte import InProcessSource
+
+        return InProcessSource(self.block, self.files_dir(), check_timeout=check_timeout)
+
+
+# ---------------------------------------------------------------- any block
+
+
+def block_spec(block: Block, *, connector: Connector | None = None) -> dict | None:
+    """The connectionSpecification of any block (None for a puller without one). File problems are reported at the
+    key that names them (`file:line: connectors.x.manifest: ...`)."""
+    s = block.spec
+    if s.puller:
+        from .pullers import PULLERS, puller_spec
+
+        if s.puller not in PULLERS:
+            known = f"expected one of {', '.join(sorted(PULLERS))}" if PULLERS else "no pullers are available in this version"
+            _raise(block, ("puller",), f"unknown puller {s.puller!r}; {known}")
+        return puller_spec(s.puller)
+    if s.source:
+        try:
+            return (connector or Connector(block)).spec()
+        except IngestError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreadable package files are the block's problem, not a crash
+            _raise(block, ("source",), f"cannot read the spec of {s.source}: {_describe(exc)}")
+    from . import manifest as mf
+
+    key = "manifest"
+    try:
+        manifest = mf.load_yaml_file(block.path(s.manifest))
+        if s.overrides:
+            key = "overrides"
+            manifest = mf.apply_override(manifest, mf.load_yaml_file(block.path(s.overrides)))
+        key = "manifest"
+        spec = mf.connector_spec(None, manifest, None)
+    except Exception as exc:  # noqa: BLE001
+        path = block.path(getattr(s, key))
+        _raise(block, (key,), f"{getattr(s, key)}: {_describe(exc).replace(f'{path}: ', '')}")
+    if not isinstance(spec, dict):
+        _raise(block, ("manifest",), "the connector's spec is not a mapping")
+    return spec
+
+
+def prepare(block: Block, *, require_secrets: bool = True, connector: Connector | None = None) -> list[str]:
+    """Everything `run`/`check` need before connector code runs: the release locked and fetched, secrets resolved,
+    the config checked against the connector's spec. Returns warnings (unset secrets when not required)."""
+    spec = block_spec(block, connector=connector)
+    return resolve_block(block, spec, require_secrets=require_secrets)
+
+
+def make_source(block: Block, *, check_timeout: float = 15.0):
+    """The Source that runs a (prepared) block: a puller, an in-process manifest or an isolated connector."""
+    if block.spec.puller:
+        from .pullers import load_puller
+
+        return load_puller(block.spec.puller, block)
+    if block.spec.source:
+        return Connector(block).source(check_timeout)
+    from .airbyte import InProcessSource
+
+    return InProcessSource(block, None, check_timeout=check_timeout)
+
+
+def _raise(block: Block, key: tuple, message: str):
+    problems = problems_for(block.project)
+    problems.add(("connectors", block.name) + key, message)
+    problems.raise_if_any()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        return f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+    if isinstance(exc, (OSError, UnicodeDecodeError)):
+        return f"cannot read it: {type(exc).__name__}: {exc}"
+    return str(exc)
