@@ -4,9 +4,15 @@ Metaflow resolves a `Config` when the flow is deployed and ships the value with 
 connectors.yaml again. Blocks refer to other files (manifest overrides, manifests, components), so the parser embeds
 their contents under `_files`, and `materialize()` writes the exact same project back to a temp dir at run time —
 where the normal `load_project` validates it (line numbers and all). One config format, one validator.
+
+Connector releases are frozen at deploy time too: every `source:` is rewritten to the exact release connectors.lock
+names (`airbyte-source-jira==4.0.0`, with its runtime), so a pod runs the code that was tested, whatever PyPI holds
+by then. A pod finds that release in its connectors cache (baked into the image by `ingest install`, see
+docs/deploy.md) or builds it there at task start.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +21,7 @@ import yaml
 
 FILES_KEY = "_files"
 FILE_KEYS = ("manifest", "components", "overrides")
+LOCK_ENV = "INGEST_LOCK_FILE"  # which lock file pins the deployed blocks (default: connectors.lock in base_dir)
 
 
 def parse_for_flow(text: str, base_dir: str | Path = ".") -> dict:
@@ -37,7 +44,28 @@ def parse_for_flow(text: str, base_dir: str | Path = ".") -> dict:
                     )
                 files[rel] = path.read_text()
     data[FILES_KEY] = files
+    _pin_from_lock(data, Path(os.environ.get(LOCK_ENV) or Path(base_dir) / "connectors.lock"))
     return data
+
+
+def _pin_from_lock(data: dict, lock_path: Path) -> None:
+    """Rewrite each `source:` to the release (and runtime) the lock names; refuse to deploy an unlocked block."""
+    from .sources.lockfile import LockFile
+
+    lock = LockFile.load(lock_path)
+    for name, block in (data.get("connectors") or {}).items():
+        source = block.get("source") if isinstance(block, dict) else None
+        if not isinstance(source, str):
+            continue
+        package, _, pinned = source.partition("==")
+        entry = lock.get(name)
+        if entry is None or entry.source != package or (pinned and entry.version != pinned):
+            raise ValueError(
+                f"connectors.{name}: {source} is not pinned in {lock_path} (or the lock disagrees): run "
+                f"`ingest install {name}` and commit the lock before deploying, so pods run the release you tested"
+            )
+        block["source"] = f"{package}=={entry.version}"
+        block.setdefault("runtime", entry.runtime)
 
 
 def materialize(data: dict, where: str | Path | None = None, data_dir: str | Path = ".") -> Path:

@@ -86,7 +86,7 @@ def _connector_name(block) -> str:
     """airbyte-source-jira → jira; a manifest → its file stem; a puller → its name."""
     s = block.spec
     if s.source:
-        return s.source.removeprefix("airbyte-source-")
+        return block.package.removeprefix("airbyte-source-")
     if s.manifest:
         return Path(s.manifest).stem
     return str(s.puller)
@@ -122,7 +122,7 @@ def source_namespace(block) -> str:
         except Exception:  # noqa: BLE001 - naming must never fail an event
             log.debug("lineage: no default base_url for puller %s", block.spec.puller, exc_info=True)
     s = block.spec
-    label = s.source or (f"manifest-{Path(s.manifest).stem}" if s.manifest else f"puller-{s.puller}")
+    label = block.package or (f"manifest-{Path(s.manifest).stem}" if s.manifest else f"puller-{s.puller}")
     return f"{_scheme(label)}://local"
 
 

@@ -12,6 +12,10 @@ import duckdb
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# One connectors cache for the whole suite (and across runs on one machine): each connector release is fetched or
+# built once (uv, from PyPI), then every test project, CLI subprocess and Metaflow task finds it there.
+CONNECTORS_DIR = Path(os.environ.get("INGEST_CONNECTORS_DIR") or ROOT / ".cache" / "connectors")
+os.environ["INGEST_CONNECTORS_DIR"] = str(CONNECTORS_DIR)
 # Metaflow refuses to run (or even read results) without a user name, and never as root.
 if not os.environ.get("METAFLOW_USER") or os.environ.get("METAFLOW_USER") == "root":
     os.environ["METAFLOW_USER"] = "ci"
@@ -30,6 +34,7 @@ class CliResult:
 
 def cli_env(extra: dict | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JIRA_", "INGEST_"))}
+    env["INGEST_CONNECTORS_DIR"] = str(CONNECTORS_DIR)
     env.setdefault("METAFLOW_USER", "ci")
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra or {})
@@ -88,7 +93,7 @@ defaults:
 connectors:
   demo:
     team: platform
-    source: airbyte-source-faker
+    source: airbyte-source-faker==7.2.1
     config: {{count: {count}, seed: 7, records_per_slice: {slice}, parallelism: 1, always_updated: false}}
     streams:
       - name: users

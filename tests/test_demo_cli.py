@@ -31,7 +31,7 @@ def test_run_demo_lands_every_stream_with_metadata_state_and_summary(project):
     status, rows, streams = project.query("SELECT status, rows, streams FROM _ingest_runs")[0]
     assert (status, rows, sorted(streams)) == ("succeeded", 2100, ["products", "purchases", "users"])
     assert {k for (k,) in project.query("SELECT state_key FROM _ingest_state WHERE block = 'demo'")} == {"users", "products", "purchases"}
-    assert project.query("SELECT team, source FROM _ingest_tables WHERE table_name = 'demo_users'") == [("platform", "airbyte-source-faker")]
+    assert project.query("SELECT team, source FROM _ingest_tables WHERE table_name = 'demo_users'") == [("platform", "airbyte-source-faker==7.2.1")]
 
 
 def test_second_run_is_incremental_and_state_show_reset(project):

@@ -100,7 +100,7 @@ def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
             connectors:
               jira:
                 team: fraud
-                source: airbyte-source-jira
+                source: airbyte-source-jira==4.0.0
                 overrides: overrides/source-jira.yaml
                 config:
                   domain: acme.atlassian.net

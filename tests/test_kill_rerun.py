@@ -20,7 +20,7 @@ defaults:
 connectors:
   demo:
     team: platform
-    source: airbyte-source-faker
+    source: airbyte-source-faker==7.2.1
     # always_updated: every run re-reads all users with new updated_at values, so a rerun after a kill
     # re-delivers what was already landed and dedup on the primary key must absorb it.
     config: {{count: {COUNT}, seed: 3, records_per_slice: 500, parallelism: 1, always_updated: true}}

@@ -48,7 +48,7 @@ connectors:
   jira:
     team: fraud
     description: Jira Cloud issues and projects.
-    source: airbyte-source-jira
+    source: airbyte-source-jira==4.0.0
     overrides: {ROOT / "overrides" / "source-jira.yaml"}
     config:
       domain: ${{TEST_LINEAGE_DOMAIN}}
@@ -60,7 +60,7 @@ connectors:
         write: replace
   jira_local:
     team: fraud
-    source: airbyte-source-jira
+    source: airbyte-source-jira==4.0.0
     overrides: {ROOT / "overrides" / "source-jira.yaml"}
     config:
       domain: unused.example.com
@@ -71,7 +71,7 @@ connectors:
       - name: issues
   demo:
     team: platform
-    source: airbyte-source-faker
+    source: airbyte-source-faker==7.2.1
     config: {{count: 10, seed: 1}}
     streams:
       - name: users
@@ -306,7 +306,7 @@ def test_http_start_and_complete_carry_the_documented_datasets_and_facets(projec
     assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [("jira://acme.atlassian.net", "issues"),
                                                                          ("jira://acme.atlassian.net", "projects")]
     issues_in = complete["inputs"][0]
-    assert issues_in["facets"]["dataSource"] == {**issues_in["facets"]["dataSource"], "name": "airbyte-source-jira",
+    assert issues_in["facets"]["dataSource"] == {**issues_in["facets"]["dataSource"], "name": "airbyte-source-jira==4.0.0",
                                                  "uri": "jira://acme.atlassian.net"}
     assert issues_in["inputFacets"]["inputStatistics"]["rowCount"] == 8
     assert "inputStatistics" not in start["inputs"][0].get("inputFacets", {})

@@ -58,7 +58,7 @@ def write_project(tmp_path: Path, blocks: str, defaults: str = "") -> Path:
 
 def jira_block(config: str, *, overrides: bool = True) -> str:
     return (
-        "jira:\n  team: fraud\n  source: airbyte-source-jira\n"
+        "jira:\n  team: fraud\n  source: airbyte-source-jira==4.0.0\n"
         + ("  overrides: overrides/source-jira.yaml\n" if overrides and OVERRIDE.is_file() else "")
         + "  config:\n"
         + textwrap.indent(textwrap.dedent(config), "    ")
@@ -142,7 +142,7 @@ CONFIG_FAILURES = [
         """\
         demo:
           team: platform
-          source: airbyte-source-faker
+          source: airbyte-source-faker==7.2.1
           streams: [{name: users}]
         """,
         f"""\

@@ -144,7 +144,7 @@ def demo_block(count: int, slice_: int, streams=("users", "products", "purchases
 connectors:
   demo:
     team: platform
-    source: airbyte-source-faker
+    source: airbyte-source-faker==7.2.1
     config: {{count: {count}, seed: {seed}, records_per_slice: {slice_}, parallelism: 1, always_updated: {str(always_updated).lower()}}}
     streams:
 {lines}
@@ -238,12 +238,12 @@ def test_demo_lands_the_same_rows_as_duckdb_then_incremental_state_show_and_rese
 
     # bookkeeping: comments, run row, state, tables catalog; no load/staging leftovers
     comment = sf.scalar("SELECT COMMENT FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = 'DEMO_USERS'")
-    assert comment == "ingest: team=platform; block=demo; source=airbyte-source-faker; stream=users; write=dedup"
+    assert comment == "ingest: team=platform; block=demo; source=airbyte-source-faker==7.2.1; stream=users; write=dedup"
     status, rows, streams, destination = sf.query('SELECT "STATUS", "ROWS", "STREAMS", "DESTINATION" FROM "_INGEST_RUNS"')[0]
     assert (status, rows) == project.query("SELECT status, rows FROM _ingest_runs")[0]
     assert sorted(json.loads(streams)) == ["products", "purchases", "users"] and destination.startswith("snowflake:acme/")
     assert sf.query('SELECT "TEAM", "SOURCE", "STREAM", "WRITE_MODE" FROM "_INGEST_TABLES" WHERE "TABLE_NAME" = \'DEMO_USERS\'') == [
-        ("platform", "airbyte-source-faker", "users", "dedup")]
+        ("platform", "airbyte-source-faker==7.2.1", "users", "dedup")]
     assert not [t for t in sf.tables() if t.startswith(("_INGEST_LOAD_", "_INGEST_STAGING_"))]
     # one DataLanded event per stream in the ledger, committed with the stream's final state (no webhook: recorded)
     listed = cli(project, "events", "list", "--destination", "snowflake", "--json")

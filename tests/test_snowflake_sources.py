@@ -15,7 +15,7 @@ JIRA_BLOCK = """
 connectors:
   jira:
     team: fraud
-    source: airbyte-source-jira
+    source: airbyte-source-jira==4.0.0
     overrides: overrides/source-jira.yaml
     config:
       domain: acme.atlassian.net

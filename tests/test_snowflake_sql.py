@@ -69,7 +69,7 @@ def make(block="demo", run_id="run1", team="platform") -> S.SnowflakeDestination
 
 
 def target(write="dedup", table="demo_users", columns=None, pk=("id",), cursor="updated_at", full_refresh=False, run_id="run1", **kw):
-    return StreamTarget(block="demo", team="platform", source="airbyte-source-faker", stream="users", table=table,
+    return StreamTarget(block="demo", team="platform", source="airbyte-source-faker==7.2.1", stream="users", table=table,
                         write=write, primary_key=list(pk) if pk else None, cursor=cursor,
                         columns=dict(columns if columns is not None else USERS), run_id=run_id, load_id=f"{run_id}-users",
                         full_refresh=full_refresh, **kw)
@@ -104,7 +104,7 @@ def project_with(tmp_path: Path, snowflake_yaml: str):
         connectors:
           demo:
             team: platform
-            source: airbyte-source-faker
+            source: airbyte-source-faker==7.2.1
             streams: [{name: users}]
             destination: snowflake
         """))
@@ -308,7 +308,7 @@ def test_identifiers_are_upper_case_quoted_and_map_back_to_their_fields(patched)
     names = [r[0] for r in rows(dest, "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = 'DEMO_USERS' ORDER BY ORDINAL_POSITION")]
     assert names[:3] == ["ID", "ID_2", "SELECT"] and names[-1] == "SIZECM"
     comment = rows(dest, "SELECT COMMENT FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_NAME = 'DEMO_USERS'")[0][0]
-    assert comment == "ingest: team=obrien ops; block=demo; source=airbyte-source-faker; stream=users; write=dedup"
+    assert comment == "ingest: team=obrien ops; block=demo; source=airbyte-source-faker==7.2.1; stream=users; write=dedup"
     dest.close()
 
     # a new session maps every column back to its field, including the undeclared camelCase one
@@ -496,7 +496,7 @@ def test_on_snowflake_the_staged_table_is_swapped_in_then_state_committed_then_o
     assert [s[:len(e)] for s, e in zip(sent, expected)] == expected and len(sent) == len(expected), sent
     # the staging table was created with the final table's comment, so it carries it through the swap
     create = next(s for s in con.sql if s.startswith('CREATE OR REPLACE TABLE "_INGEST_STAGING_DEMO_USERS"'))
-    assert create.endswith("COMMENT = 'ingest: team=platform; block=demo; source=airbyte-source-faker; stream=users; write=replace'")
+    assert create.endswith("COMMENT = 'ingest: team=platform; block=demo; source=airbyte-source-faker==7.2.1; stream=users; write=replace'")
 
 
 # ------------------------------------------------------------------------------------------- errors

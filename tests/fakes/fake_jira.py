@@ -1,4 +1,4 @@
-"""A loopback fake of today's Jira Cloud REST API, enough for airbyte-source-jira's `issues`/`projects`
+"""A loopback fake of today's Jira Cloud REST API, enough for airbyte-source-jira==4.0.0's `issues`/`projects`
 streams and the override's check.
 
     with FakeJira(seed=1, issue_count=120) as jira:
