@@ -132,7 +132,7 @@ def _runtime_text(block, lock) -> str:
     if problem:
         return f"? lock is stale: {problem}"
     if entry is None:
-        return f"{block.spec.runtime} (not installed yet: `ingest install {block.name}`)"
+        return f"{block.spec.runtime} (not locked yet)"
     return f"{entry.runtime} ({entry.reason})"
 
 
@@ -163,11 +163,9 @@ def validate(ctx, blocks, require_secrets):
                 if lock.get(name) is None:
                     notes.append(f"not in {project.lock_path.name} yet: `ingest install {name}` pins its release")
             warnings = prepare(block, require_secrets=require_secrets, connector=connector)
-            entry = lock.get(name)
-            runtime = f"  [{entry.source}=={entry.version}, {entry.runtime}: {entry.reason}]" if entry else ""
-            click.echo(f"ok    {name}{runtime}")
+            click.echo(f"ok    {name:<16} {_runtime_text(block, lock) if block.package else block.source_label}")
             for line in notes + warnings:
-                click.echo(f"warn  {line}")
+                click.echo(f"warn  {name:<16} {line}")
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:

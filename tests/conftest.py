@@ -104,3 +104,20 @@ connectors:
 
 def demo_config(count: int = 1000, slice_: int = 250, batch: int = 10_000) -> str:
     return DEMO_CONFIG.format(count=count, slice=slice_, batch=batch)
+
+
+# The connector releases the suite's configs pin (tests and fixtures/configs): built into the cache once, up front,
+# so no test pays (or prints) the first-use build and results never depend on test order.
+SUITE_CONNECTORS = {"airbyte-source-faker": ("7.2.1", "venv"), "airbyte-source-jira": ("4.0.0", "files")}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def connectors_cache() -> Path:
+    from ingest.sources.environments import ConnectorCache
+
+    cache = ConnectorCache(CONNECTORS_DIR, notify=lambda line: print(f"[connectors cache] {line}"))
+    for package, (version, kind) in SUITE_CONNECTORS.items():
+        cache.ensure_files(package, version)
+        if kind == "venv":
+            cache.ensure_venv(package, version)
+    return CONNECTORS_DIR

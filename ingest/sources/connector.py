@@ -53,6 +53,7 @@ class Connector:
         self.lock = lock or LockFile.load(block.project.lock_path)
         self.cache = cache or ConnectorCache(block.project.connectors_dir, notify=notify)
         self.persist = persist  # False: resolve and fetch, but leave connectors.lock as it is (`ingest validate`)
+        self._unlocked_version: str | None = None
 
     # ------------------------------------------------------------ release and runtime
 
@@ -114,13 +115,21 @@ class Connector:
 
     # ------------------------------------------------------------ code
 
+    def version(self) -> str:
+        """The release this block runs — without choosing a runtime (which imports the CDK) when nothing is locked
+        and the lock is not to be written (`ingest validate` must stay light)."""
+        entry = self.lock.get(self.block.name)
+        if entry is not None or self.persist or self.stale():
+            return self.locked().version
+        if self._unlocked_version is None:
+            self._unlocked_version = self.block.pinned_version or self.cache.newest(self.package)
+        return self._unlocked_version
+
     def files_dir(self) -> Path:
-        entry = self.locked()
-        return self.cache.ensure_files(self.package, entry.version)
+        return self.cache.ensure_files(self.package, self.version())
 
     def python(self) -> Path:
-        entry = self.locked()
-        return self.cache.ensure_venv(self.package, entry.version)
+        return self.cache.ensure_venv(self.package, self.version())
 
     def spec(self) -> dict:
         """connectionSpecification: from the package's files (with the block's override), else from the connector
