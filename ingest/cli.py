@@ -92,6 +92,23 @@ def main(ctx, config, verbose):
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
     _setup_logging(verbose)
+    _stop_on_sigterm()
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a pod being evicted, `kill`, Argo stopping a workflow) stops a run the way Ctrl-C does: what was read
+    is committed up to its last checkpoint, the run is recorded as failed, locks are released, an isolated
+    connector's child process is stopped — instead of dying mid-transaction with the child left running."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @main.command("list")

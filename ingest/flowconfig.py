@@ -49,7 +49,8 @@ def parse_for_flow(text: str, base_dir: str | Path = ".") -> dict:
 
 
 def _pin_from_lock(data: dict, lock_path: Path) -> None:
-    """Rewrite each `source:` to the release (and runtime) the lock names; refuse to deploy an unlocked block."""
+    """Rewrite each `source:` to the release (and runtime) the lock names; refuse to deploy a block whose release
+    nothing fixes (neither a pin in the block nor an entry in the lock)."""
     from .sources.lockfile import LockFile
 
     lock = LockFile.load(lock_path)
@@ -59,6 +60,8 @@ def _pin_from_lock(data: dict, lock_path: Path) -> None:
             continue
         package, _, pinned = source.partition("==")
         entry = lock.get(name)
+        if entry is None and pinned:
+            continue  # the pin fixes the release; the runtime follows from its files, the same on every pod
         if entry is None or entry.source != package or (pinned and entry.version != pinned):
             raise ValueError(
                 f"connectors.{name}: {source} is not pinned in {lock_path} (or the lock disagrees): run "
