@@ -158,3 +158,60 @@ def test_a_flow_waiting_for_two_tables_does_not_start_until_both_landed(tmp_path
     assert run_cli(["run", "demo", "--stream", "products"], tmp_path).code == 0  # creates the ledger, wrong tables
     t = run_cli(["events", "trigger", str(ROOT / "flows" / "fraud_features_flow.py")], tmp_path, env=_metaflow_env(tmp_path))
     assert t.code == 1 and "data_landed.jira.issues" in t.stderr and "data_landed.carrier_safety.snapshots" in t.stderr
+
+
+def test_pods_run_the_locked_releases_isolated_and_in_process_building_them_at_task_start(tmp_path):
+    """Production's contract, run locally: blocks that pin nothing run exactly what connectors.lock names — here an
+    OLDER faker than PyPI's newest — even in a pod whose connectors cache starts empty (the releases are built at task
+    start); the Python connector runs isolated in its own environment, the Jira manifest in-process from its files."""
+    from .conftest import run_cli
+
+    (tmp_path / "overrides").mkdir()
+    (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())
+    with FakeJira(issue_count=20, seed=3, token="tok-pods-SECRET-456") as jira:
+        def write(faker_source: str) -> None:
+            (tmp_path / "connectors.yaml").write_text(textwrap.dedent(f"""
+                defaults:
+                  duckdb: {{path: warehouse.duckdb}}
+                connectors:
+                  demo:
+                    team: platform
+                    source: {faker_source}
+                    config: {{count: 40, seed: 1, records_per_slice: 20, parallelism: 1, always_updated: false}}
+                    streams:
+                      - name: users
+                  jira:
+                    team: fraud
+                    source: airbyte-source-jira
+                    overrides: overrides/source-jira.yaml
+                    config:
+                      domain: acme.atlassian.net
+                      base_url: {jira.base_url}
+                      email: ${{JIRA_EMAIL}}
+                      api_token: ${{JIRA_API_TOKEN}}
+                      max_retries: 1
+                    streams:
+                      - name: issues
+            """))
+
+        write("airbyte-source-faker==7.2.0")  # lock an older release than the newest (7.2.1) ...
+        installed = run_cli(["install"], tmp_path)
+        assert installed.code == 0, installed.output
+        write("airbyte-source-faker")  # ... then unpin: the lock, not PyPI, decides from now on
+        lock = (tmp_path / "connectors.lock").read_text()
+        assert "version: 7.2.0" in lock and "runtime: isolated" in lock and "runtime: in_process" in lock, lock
+
+        pod_cache = tmp_path / "pod-connectors"  # what a fresh pod has: nothing
+        env = _metaflow_env(tmp_path, {"INGEST_CONNECTORS_DIR": str(pod_cache), "JIRA_EMAIL": jira.email,
+                                       "JIRA_API_TOKEN": jira.token})
+        assert _run_flow(tmp_path, "demo", env)[0] == "successful"
+        assert _run_flow(tmp_path, "jira", env)[0] == "successful"
+
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM demo_users").fetchone()[0] == 40
+    assert con.execute("SELECT count(*) FROM jira_issues").fetchone()[0] == 20
+    assert dict(con.execute("SELECT block, source FROM _ingest_tables").fetchall()) == {
+        "demo": "airbyte-source-faker==7.2.0", "jira": "airbyte-source-jira==4.0.0"}
+    con.close()
+    assert sorted(p.name for p in (pod_cache / "venvs").iterdir() if not p.name.startswith(".")) == ["airbyte-source-faker-7.2.0"]
+    assert "airbyte-source-jira-4.0.0" in {p.name for p in (pod_cache / "files").iterdir()}
