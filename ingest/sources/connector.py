@@ -207,8 +207,34 @@ def block_spec(block: Block, *, connector: Connector | None = None) -> dict | No
 def prepare(block: Block, *, require_secrets: bool = True, connector: Connector | None = None) -> list[str]:
     """Everything `run`/`check` need before connector code runs: the release locked and fetched, secrets resolved,
     the config checked against the connector's spec. Returns warnings (unset secrets when not required)."""
+    connector = connector or (Connector(block) if block.spec.source else None)
     spec = block_spec(block, connector=connector)
-    return resolve_block(block, spec, require_secrets=require_secrets)
+    warnings = resolve_block(block, spec, require_secrets=require_secrets)
+    if spec and not block.spec.puller:
+        from .requirements import missing_requirements
+
+        config = block.config if block.resolved else block.spec.config
+        errors, maybe = missing_requirements(spec, _block_manifest(block, connector), config)
+        problems = problems_for(block.project)
+        for path, message in errors:
+            problems.add(("connectors", block.name, "config") + path, message)
+        problems.raise_if_any()
+        warnings += [f"connectors.{block.name}.config.{'.'.join(path)}: {message}" for path, message in maybe]
+    return warnings
+
+
+def _block_manifest(block: Block, connector: Connector | None) -> dict | None:
+    """The block's (overridden) declarative manifest, or None for a Python connector."""
+    from . import manifest as mf
+
+    s = block.spec
+    if connector is not None:
+        manifest = mf.load_package_manifest(connector.module, connector.files_dir())
+    else:
+        manifest = mf.load_yaml_file(block.path(s.manifest))
+    if manifest is not None and s.overrides:
+        manifest = mf.apply_override(manifest, mf.load_yaml_file(block.path(s.overrides)))
+    return manifest
 
 
 def make_source(block: Block, *, check_timeout: float = 15.0):
