@@ -76,7 +76,8 @@ def _manager(ctx, progress=None, resolve: str | None = None):
     if resolve:
         from .sources.connector import prepare
 
-        prepare(project.block(resolve))
+        for warning in prepare(project.block(resolve)):
+            logging.getLogger("ingest").warning("%s", warning)
     from .manager import AirbyteManager
 
     return AirbyteManager(project, progress=progress)
