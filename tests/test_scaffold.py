@@ -287,3 +287,13 @@ def test_add_block_writes_a_block_for_a_release(tmp_path):
     with pytest.raises(ConfigError, match="no stream 'isues'"):
         scaffold.add_block(path, "jira==4.0.0", "fraud", name="jira2", streams=["isues"], cache=CACHE)
     assert path.read_text() == EXISTING + text
+
+
+def test_append_keeps_windows_line_endings(tmp_path):
+    path = tmp_path / "connectors.yaml"
+    existing = EXISTING.replace("\n", "\r\n").rstrip("\r\n")
+    path.write_bytes(existing.encode())
+    text = "  other:\n    team: x\n    puller: truck_pricing\n    streams:\n      - name: quotes\n"
+    scaffold.append_block(path, text)
+    assert path.read_bytes() == (existing + "\r\n" + text.replace("\n", "\r\n")).encode()
+    assert set(load_project(path).blocks) == {"demo", "other"}

@@ -454,16 +454,19 @@ def append_block(config_path: str | Path, text: str) -> None:
     kept — comments, layout, other sections; only new lines are inserted. Refuses (ConfigError) when a block of that
     name exists or the file is not a connectors.yaml it can extend safely."""
     path = Path(config_path)
-    original = path.read_text(encoding="utf-8") if path.exists() else ""
+    original = ""
+    if path.exists():
+        with open(path, encoding="utf-8", newline="") as f:  # no newline translation: every byte is kept
+            original = f.read()
     block = yaml.safe_load(text)
     if not isinstance(block, dict) or len(block) != 1:
         raise ValueError("append_block: expected the text of exactly one block")
     name = next(iter(block))
     root, index, node = _connectors_node(original, path)
     lines = original.splitlines(keepends=True)
-    if lines and not lines[-1].endswith(("\n", "\r")):
-        lines[-1] += "\n"  # the only change to an existing line: a file without a trailing newline gets one
     newline = "\r\n" if original.count("\r\n") and original.count("\r\n") == original.count("\n") else "\n"
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines[-1] += newline  # the only change to an existing line: a file without a trailing newline gets one
 
     if index is None:
         # No `connectors:` yet (an empty file, or only `defaults:`): add the key at the end.
