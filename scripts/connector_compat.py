@@ -2,7 +2,7 @@
 newest PyPI release, run through the real CLI the way a user would.
 
     .venv/bin/python scripts/connector_compat.py                 # all 17, writes docs/connectors.md
-    .venv/bin/python scripts/connector_compat.py stripe jira     # some (the table then shows only those)
+    .venv/bin/python scripts/connector_compat.py stripe jira     # some: their rows are replaced, the others kept
     .venv/bin/python scripts/connector_compat.py --no-write      # print the table only
 
 Needs the package index (uv) and minutes (environments for isolated connectors are built on first use); not part of
@@ -115,7 +115,7 @@ def measure(connector: str, cache_dir: Path) -> Row:
         lock = project / "connectors.lock"
         entry = ((yaml.safe_load(lock.read_text()) or {}).get("blocks") or {}).get(name) if lock.is_file() else None
         if code != 0 or not entry:
-            row.install = f"fails: {first_line(err + out)}" if code is not None else "no answer in 900 s"
+            row.install = f"fails: {first_line(err + out, 300)}" if code is not None else "no answer in 900 s"
             return row
         row.install = "ok"
         row.version, row.runtime, row.reason = entry["version"], entry["runtime"], entry.get("reason", "")
@@ -178,8 +178,20 @@ def table(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
+def merged_rows(text: str, doc: str) -> str:
+    """A partial run (some connectors) replaces their rows in the doc's table and keeps the others'."""
+    if BEGIN not in doc or END not in doc:
+        return text
+    old = {ln.split("|")[1].strip(): ln for ln in doc[doc.index(BEGIN):doc.index(END)].splitlines()
+           if ln.startswith("| ") and not ln.startswith("| connector ")}
+    new = {ln.split("|")[1].strip(): ln for ln in text.splitlines()[2:]}
+    order = CONNECTORS + [c for c in {**old, **new} if c not in CONNECTORS]
+    return "\n".join(text.splitlines()[:2] + [new.get(c) or old[c] for c in order if c in new or c in old])
+
+
 def write_doc(text: str, stamp: str) -> None:
     doc = DOC.read_text(encoding="utf-8") if DOC.exists() else ""
+    text = merged_rows(text, doc)
     body = f"{BEGIN}\n<!-- {stamp}; regenerate with `.venv/bin/python scripts/connector_compat.py` -->\n{text}\n{END}"
     if BEGIN in doc and END in doc and doc.index(BEGIN) < doc.index(END):
         doc = doc[: doc.index(BEGIN)] + body + doc[doc.index(END) + len(END):]

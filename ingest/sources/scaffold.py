@@ -130,7 +130,8 @@ def _is_date_like(key: str, prop: dict) -> bool:
 
 def _is_host_like(key: str) -> bool:
     k = key.lower()
-    return any(word in k for word in _HOST_WORDS) or k in ("subdomain", "shop", "site", "instance", "account", "region_url")
+    # Not `shop`: shopify wants a store name (it builds <name>.myshopify.com itself) and rejects a host.
+    return any(word in k for word in _HOST_WORDS) or k in ("subdomain", "site", "instance")
 
 
 def _matches(value: Any, prop: dict) -> bool:
@@ -244,7 +245,8 @@ def _object(schema: dict, *, prefer_examples: bool, required_only: bool, wanted:
     for key, prop in _ordered_properties(schema):
         take = key in required or (tag is not None and key == tag[0]) or (wanted is not None and path + (key,) in wanted)
         if not take and not required_only and not prop.get("airbyte_hidden") and "default" not in prop:
-            take = _is_auth(key, prop) or _is_date_like(key, prop)
+            # A start date (not an end date: salesforce refuses end == start) and the authentication.
+            take = _is_auth(key, prop) or ("start" in key.lower() and _is_date_like(key, prop))
         if take:
             out[key] = _value(key, prop, prefer_examples=prefer_examples, required_only=required_only, wanted=wanted,
                               path=path + (key,))
