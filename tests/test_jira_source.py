@@ -1,8 +1,10 @@
 """Offline tests of the manifest plumbing (ingest/sources/manifest.py), the Jira override
-(overrides/source-jira.yaml) and the loopback fake (tests/fakes/fake_jira.py).
+(overrides/source-jira.yaml), the in-process source (ingest/sources/airbyte.py) and the loopback fake
+(tests/fakes/fake_jira.py).
 
-The source is built with `build_declarative_source` from the packaged airbyte-source-jira 4.0.0 manifest + the
-override and driven directly through airbyte_cdk (no entrypoint), against FakeJira via the `base_url` key.
+airbyte-source-jira 4.0.0 is not installed: its files come from the connectors cache (`jira_files`, fetched once).
+The source is built with `build_declarative_source` from the packaged manifest + the override and driven directly
+through airbyte_cdk (no entrypoint), or through `InProcessSource`, against FakeJira via the `base_url` key.
 """
 from __future__ import annotations
 
@@ -16,11 +18,16 @@ import textwrap
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from ingest.config import load_project
+from ingest.sources.airbyte import InProcessSource
+from ingest.sources.environments import ConnectorCache
 from ingest.sources.manifest import (
+    SchemaFile,
     apply_override,
     build_declarative_source,
     connector_spec,
@@ -29,6 +36,7 @@ from ingest.sources.manifest import (
     package_dir,
 )
 from tests.fakes.fake_jira import BAD_TOKEN_MESSAGE, REMOVED_SEARCH_MESSAGE, FakeJira, parse_jira_datetime
+from tests.fakes.lineage_receiver import closed_port, silent_port
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDE = REPO / "overrides" / "source-jira.yaml"
@@ -49,9 +57,27 @@ def _cdk_imported_without_logging_takeover():
     _import_cdk_keeping_root_logging()
 
 
+@pytest.fixture(scope="session")
+def connectors_cache() -> ConnectorCache:
+    """The connectors cache the tests share: $INGEST_CONNECTORS_DIR, else <repo>/.cache/connectors (git-ignored).
+    The first run downloads the wheels (uv); later runs are offline."""
+    return ConnectorCache(os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors", notify=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def jira_files(connectors_cache) -> Path:
+    return connectors_cache.ensure_files("airbyte-source-jira", "4.0.0")
+
+
 @pytest.fixture(scope="module")
-def jira_manifest() -> dict:
-    return apply_override(load_package_manifest("source_jira"), load_yaml_file(OVERRIDE))
+def jira_manifest(jira_files) -> dict:
+    return apply_override(load_package_manifest("source_jira", jira_files), load_yaml_file(OVERRIDE))
+
+
+@pytest.fixture(scope="module")
+def jira_build(jira_manifest, jira_files):
+    """build_declarative_source for the overridden Jira manifest, its components imported from `jira_files`."""
+    return partial(build_declarative_source, jira_manifest, package=("source_jira", jira_files))
 
 
 @contextmanager
@@ -94,12 +120,12 @@ def make_config(fake: FakeJira, **extra) -> dict:
             "api_token": fake.token, **extra}
 
 
-def issues_catalog(manifest: dict, config: dict):
+def issues_catalog(build, config: dict):
     from airbyte_cdk.models import (ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode,
                                     SyncMode)
 
     with fresh_request_cache():
-        source = build_declarative_source(manifest, catalog=None, config=config, state=[])
+        source = build(catalog=None, config=config, state=[])
         catalog = source.discover(LOGGER, config)
     stream = next(s for s in catalog.streams if s.name == "issues")
     return ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
@@ -119,12 +145,12 @@ class ReadResult:
         return [self.states[-1]] if self.states else []
 
 
-def read_issues(manifest: dict, config: dict, catalog, state: list | None = None) -> ReadResult:
+def read_issues(build, config: dict, catalog, state: list | None = None) -> ReadResult:
     from airbyte_cdk.models import TraceType, Type
 
     result = ReadResult()
     with fresh_request_cache():
-        source = build_declarative_source(manifest, catalog=catalog, config=config, state=state or [])
+        source = build(catalog=catalog, config=config, state=state or [])
         try:
             for msg in source.read(LOGGER, config, catalog, state or []):
                 if msg.type == Type.RECORD:
@@ -139,9 +165,9 @@ def read_issues(manifest: dict, config: dict, catalog, state: list | None = None
 
 
 @pytest.fixture(scope="module")
-def catalog(jira_manifest):
+def catalog(jira_build):
     with FakeJira(seed=7, issue_count=1) as fake:
-        return issues_catalog(jira_manifest, make_config(fake))
+        return issues_catalog(jira_build, make_config(fake))
 
 
 # ---------------------------------------------------------------------------------------------- apply_override
@@ -162,8 +188,8 @@ def test_apply_override_semantics():
     assert apply_override({"a": 1}, {"a": {"x": 1}}) == {"a": {"x": 1}}
 
 
-def test_override_patches_raw_manifest(jira_manifest):
-    raw = load_package_manifest("source_jira")
+def test_override_patches_raw_manifest(jira_manifest, jira_files):
+    raw = load_package_manifest("source_jira", jira_files)
     d = jira_manifest["definitions"]
     assert raw["definitions"]["issues_stream"]["$parameters"]["path"] == "search"
     assert d["issues_stream"]["$parameters"] == {"path": "search/jql", "extract_field": "issues"}
@@ -177,16 +203,16 @@ def test_override_patches_raw_manifest(jira_manifest):
 # ---------------------------------------------------------------------------------------------- spec / packages
 
 
-def test_connector_spec_includes_override_keys_and_package_required(jira_manifest):
-    spec = connector_spec("source_jira", jira_manifest)
-    package_spec = json.loads((package_dir("source_jira") / "spec.json").read_text())["connectionSpecification"]
+def test_connector_spec_includes_override_keys_and_package_required(jira_manifest, jira_files):
+    spec = connector_spec("source_jira", jira_manifest, jira_files)
+    package_spec = json.loads((package_dir("source_jira", jira_files) / "spec.json").read_text())["connectionSpecification"]
     assert set(package_spec["required"]) == {"api_token", "domain", "email"}
     assert spec["required"] == package_spec["required"]
     assert set(package_spec["properties"]) < set(spec["properties"])
     assert spec["properties"]["base_url"]["type"] == "string" and spec["properties"]["base_url"]["description"]
     assert spec["properties"]["max_retries"]["type"] == "integer"
     # the stock manifest has no spec: the package's spec.json alone
-    assert connector_spec("source_jira", load_package_manifest("source_jira")) == package_spec
+    assert connector_spec("source_jira", load_package_manifest("source_jira", jira_files), jira_files) == package_spec
     # a standalone manifest carrying its own spec
     own = {"spec": {"type": "Spec", "connection_specification": {"type": "object", "required": ["x"]}}}
     assert connector_spec(None, own) == {"type": "object", "required": ["x"]}
@@ -194,76 +220,133 @@ def test_connector_spec_includes_override_keys_and_package_required(jira_manifes
         connector_spec(None, {"streams": []})
 
 
-def test_package_helpers_do_not_import_connector_or_cdk():
+def test_package_helpers_do_not_import_connector_or_cdk(jira_files, tmp_path):
     code = textwrap.dedent("""
         import sys, json
         from ingest.sources.manifest import package_dir, load_package_manifest, connector_spec, apply_override, load_yaml_file
-        m = apply_override(load_package_manifest("source_jira"), load_yaml_file(sys.argv[1]))
-        spec = connector_spec("source_jira", m)
-        print(json.dumps({"dir": str(package_dir("source_jira")), "base_url": "base_url" in spec["properties"],
+        files = sys.argv[2]
+        m = apply_override(load_package_manifest("source_jira", files), load_yaml_file(sys.argv[1]))
+        spec = connector_spec("source_jira", m, files)
+        print(json.dumps({"dir": str(package_dir("source_jira", files)), "base_url": "base_url" in spec["properties"],
                           "imported": sorted(k for k in sys.modules if k.split(".")[0] in ("airbyte_cdk", "source_jira"))}))
     """)
-    out = subprocess.run([sys.executable, "-c", code, str(OVERRIDE)], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(OVERRIDE), str(jira_files)], cwd=REPO, capture_output=True,
+                         text=True, check=True)
     data = json.loads(out.stdout)
     assert data["imported"] == [] and data["base_url"] is True
-    assert Path(data["dir"]).name == "source_jira" and (Path(data["dir"]) / "manifest.yaml").is_file()
-    with pytest.raises(ModuleNotFoundError):
-        package_dir("source_does_not_exist_xyz")
-    assert load_package_manifest("json") is None  # a package without manifest.yaml
+    assert Path(data["dir"]) == jira_files / "source_jira" and (Path(data["dir"]) / "manifest.yaml").is_file()
+    with pytest.raises(FileNotFoundError, match="source_does_not_exist_xyz"):
+        package_dir("source_does_not_exist_xyz", jira_files)
+    (tmp_path / "source_python_only").mkdir()
+    assert load_package_manifest("source_python_only", tmp_path) is None  # a Python connector: no manifest.yaml
 
 
-def test_package_schemas_are_pinned_independently_of_import_order():
+def test_package_schemas_are_pinned_independently_of_import_order(jira_files, tmp_path):
     """The CDK's default schema path is the first `*source_*` module in sys.modules (`multiprocessing.resource_tracker`
-    in practice, or another connector). load_package_manifest pins each stream to its own package's schema file, so
-    discover gives the connector's schemas whatever was imported before - even source_faker, which has `users` too."""
+    in practice, or another connector). load_package_manifest pins each stream to its own package's schema file by
+    absolute path, so discover gives the connector's schemas whatever was imported before - even another connector
+    with an `issues` stream of its own."""
+    decoy = tmp_path / "source_decoy"
+    (decoy / "schemas").mkdir(parents=True)
+    (decoy / "__init__.py").write_text("")
+    for name in ("issues", "projects", "users"):
+        (decoy / "schemas" / f"{name}.json").write_text(json.dumps({"type": "object", "properties": {"decoy": {}}}))
     code = textwrap.dedent("""
         import json, logging, sys
-        import multiprocessing.resource_tracker, source_faker  # both match the CDK's "source_" module lookup
+        sys.path.insert(0, sys.argv[3])
+        import multiprocessing.resource_tracker, source_decoy  # both match the CDK's "source_" module lookup
         from ingest.sources.manifest import apply_override, build_declarative_source, load_package_manifest, load_yaml_file
         logging.disable(logging.CRITICAL)
-        m = apply_override(load_package_manifest("source_jira"), load_yaml_file(sys.argv[1]))
+        m = apply_override(load_package_manifest("source_jira", sys.argv[2]), load_yaml_file(sys.argv[1]))
         config = {"domain": "x.invalid", "email": "a@b.c", "api_token": "t"}
-        catalog = build_declarative_source(m, catalog=None, config=config, state=[]).discover(logging.getLogger("t"), config)
+        source = build_declarative_source(m, catalog=None, config=config, state=[], package=("source_jira", sys.argv[2]))
+        catalog = source.discover(logging.getLogger("t"), config)
         print(json.dumps({s.name: sorted(s.json_schema.get("properties", {})) for s in catalog.streams}))
     """)
-    out = subprocess.run([sys.executable, "-c", code, str(OVERRIDE)], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(OVERRIDE), str(jira_files), str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, check=True)
     props = json.loads(out.stdout.strip().splitlines()[-1])
-    schemas = package_dir("source_jira") / "schemas"
+    schemas = package_dir("source_jira", jira_files) / "schemas"
     assert not [name for name, p in props.items() if not p], "streams discovered with an empty schema"
     for name in ("issues", "projects", "users"):
         assert props[name] == sorted(json.loads((schemas / f"{name}.json").read_text())["properties"]), name
-    raw = load_package_manifest("source_jira", pin_schemas=False)
+    raw = load_package_manifest("source_jira", jira_files, pin_schemas=False)
     assert "schema_loader" not in raw["definitions"]["issues_stream"]
-    pinned = load_package_manifest("source_jira")["definitions"]["issues_stream"]["schema_loader"]
-    assert pinned == {"type": "JsonFileSchemaLoader", "file_path": "./source_jira/schemas/issues.json"}
+    pinned = load_package_manifest("source_jira", jira_files)["definitions"]["issues_stream"]["schema_loader"]
+    assert pinned == {"type": "CustomSchemaLoader", "class_name": f"{SchemaFile.__module__}.SchemaFile",
+                      "file_path": str((schemas / "issues.json").resolve()),
+                      "package_path": str(schemas.parent.resolve())}
 
 
 # ---------------------------------------------------------------------------------------------- check
 
 
-def test_check_succeeds_with_two_requests(jira_manifest, jira):
-    config = make_config(jira)
-    with fresh_request_cache():
-        status = build_declarative_source(jira_manifest, catalog=None, config=config, state=[]).check(LOGGER, config)
-    assert status.status.name == "SUCCEEDED", status.message
+def jira_source(tmp_path: Path, jira_files: Path, config: dict, **kwargs) -> InProcessSource:
+    """An InProcessSource for a `source: airbyte-source-jira` block with the override (config set directly:
+    resolving secrets and validating the config is config.py's business)."""
+    (tmp_path / "connectors.yaml").write_text(textwrap.dedent(f"""
+        connectors:
+          jira:
+            team: fraud
+            source: airbyte-source-jira
+            overrides: {OVERRIDE}
+            config: {{}}
+            streams: [{{name: issues}}]
+    """))
+    block = load_project(tmp_path / "connectors.yaml").block("jira")
+    block.config = config
+    return InProcessSource(block, jira_files, **kwargs)
+
+
+def test_spec_is_package_spec_plus_override(tmp_path, jira_files):
+    spec = jira_source(tmp_path, jira_files, {}).spec()
+    assert set(spec["required"]) == {"api_token", "domain", "email"}
+    assert {"base_url", "max_retries", "projects"} <= set(spec["properties"])
+
+
+def test_check_succeeds_with_two_requests(tmp_path, jira_files, jira):
+    assert jira_source(tmp_path, jira_files, make_config(jira)).check() == (True, None)
     assert [r.path for r in jira.requests] == ["/rest/api/3/project/search", SEARCH_JQL]
 
 
-def test_check_fails_clearly_on_bad_token(jira_manifest, jira):
-    config = make_config(jira, api_token="wrong-token")
-    with fresh_request_cache():
-        status = build_declarative_source(jira_manifest, catalog=None, config=config, state=[]).check(LOGGER, config)
-    assert status.status.name == "FAILED"
-    assert "401" in status.message or "nauthorized" in status.message, status.message
+def test_check_fails_clearly_on_bad_token(tmp_path, jira_files, jira):
+    ok, message = jira_source(tmp_path, jira_files, make_config(jira, api_token="wrong-token")).check()
+    assert not ok
+    assert message == "stream projects: HTTP 401: Unauthorized. Please ensure you are authenticated correctly."
     assert len(jira.requests) == 1 and jira.requests[0].status == 401  # no retries on 401
+
+
+def test_check_fails_fast_without_retries(tmp_path, jira_files, jira):
+    """The override's max_retries template says 10, and the stock CDK retries a refused connection or a 500 with
+    backoff for minutes; a check tries once."""
+    port = closed_port()
+    started = time.monotonic()
+    ok, message = jira_source(tmp_path, jira_files, make_config(jira, base_url=f"http://127.0.0.1:{port}")).check()
+    assert not ok and message == f"stream projects: cannot connect to 127.0.0.1:{port} (connection refused)"
+    assert time.monotonic() - started < 5
+    jira.fail_next(100, 500)
+    ok, message = jira_source(tmp_path, jira_files, make_config(jira)).check()
+    assert (ok, message) == (False, "stream projects: HTTP 500: Internal server error.")
+    assert [r.status for r in jira.requests] == [500]
+
+
+def test_check_gives_up_at_its_deadline(tmp_path, jira_files):
+    """A host that accepts the connection and never answers: no retry cap helps, the deadline does."""
+    with silent_port() as port:
+        config = {"domain": "x", "base_url": f"http://127.0.0.1:{port}", "email": "a@b.c", "api_token": "t"}
+        started = time.monotonic()
+        ok, message = jira_source(tmp_path, jira_files, config, check_timeout=1).check()
+        elapsed = time.monotonic() - started
+    assert (ok, message) == (False, "no answer within 1 s (is the host reachable from here?)")
+    assert elapsed < 5
 
 
 # ---------------------------------------------------------------------------------------------- read
 
 
-def test_full_read_returns_every_issue_once_across_pages(jira_manifest, jira, catalog):
+def test_full_read_returns_every_issue_once_across_pages(jira_build, jira, catalog):
     t0 = time.monotonic()
-    result = read_issues(jira_manifest, make_config(jira), catalog)
+    result = read_issues(jira_build, make_config(jira), catalog)
     assert result.exception is None and not result.errors
     ids = [r["id"] for r in result.records]
     assert len(ids) == len(set(ids)) == 120
@@ -287,9 +370,9 @@ def test_full_read_returns_every_issue_once_across_pages(jira_manifest, jira, ca
     assert time.monotonic() - t0 < 10
 
 
-def test_incremental_read_returns_changed_issues_and_boundary_record(jira_manifest, jira, catalog):
+def test_incremental_read_returns_changed_issues_and_boundary_record(jira_build, jira, catalog):
     config = make_config(jira)
-    first = read_issues(jira_manifest, config, catalog)
+    first = read_issues(jira_build, config, catalog)
     assert first.exception is None and len(first.records) == 120
     newest = max(first.records, key=lambda r: parse_jira_datetime(r["updated"]))
     cursor = first.final_state[0].stream.stream_state.__dict__["state"]["updated"]
@@ -299,7 +382,7 @@ def test_incremental_read_returns_changed_issues_and_boundary_record(jira_manife
     added = jira.add_issues(1)[0]  # created after every other issue
     jira.clear_requests()
 
-    second = read_issues(jira_manifest, config, catalog, state=first.final_state)
+    second = read_issues(jira_build, config, catalog, state=first.final_state)
     assert second.exception is None and not second.errors
     got = sorted(r["id"] for r in second.records)
     assert got == sorted({"10003", "10010", added["id"], newest["id"]})  # + the re-delivered boundary record
@@ -308,39 +391,52 @@ def test_incremental_read_returns_changed_issues_and_boundary_record(jira_manife
     assert jira.requests_to(SEARCH_JQL)[0].query["jql"] == f"updated >= {expected_ms} ORDER BY updated asc"
 
 
-def test_projects_config_filters_by_project_id(jira_manifest, jira, catalog):
-    result = read_issues(jira_manifest, make_config(jira, projects=["OPS"]), catalog)
+def test_in_process_source_reads_and_resumes_from_state(tmp_path, jira_files, jira, catalog):
+    from airbyte_cdk.models import Type
+
+    source = jira_source(tmp_path, jira_files, make_config(jira))
+    first = list(source.read(catalog, []))
+    records = [m.record.data for m in first if m.type == Type.RECORD]
+    states = [m.state for m in first if m.type == Type.STATE]
+    assert len(records) == len({r["id"] for r in records}) == 120
+    newest = max(records, key=lambda r: parse_jira_datetime(r["updated"]))
+    again = [m.record.data["id"] for m in source.read(catalog, states[-1:]) if m.type == Type.RECORD]
+    assert again == [newest["id"]]  # only the boundary record (the cursor filter is `>=`)
+
+
+def test_projects_config_filters_by_project_id(jira_build, jira, catalog):
+    result = read_issues(jira_build, make_config(jira, projects=["OPS"]), catalog)
     assert result.exception is None
     assert result.records and {r["projectKey"] for r in result.records} == {"OPS"}
     assert len(result.records) == sum(1 for i in jira.issues if i["fields"]["project"]["key"] == "OPS")
     assert {r.query["jql"] for r in jira.requests_to(SEARCH_JQL)} == {"updated >= 0 and project in (10001) ORDER BY updated asc"}
 
 
-def test_base_url_with_path_prefix(jira_manifest, catalog):
+def test_base_url_with_path_prefix(jira_build, catalog):
     with FakeJira(seed=3, issue_count=5, path_prefix="/jira") as fake:
         assert fake.base_url.endswith("/jira")
-        result = read_issues(jira_manifest, make_config(fake, base_url=fake.base_url + "/"), catalog)
+        result = read_issues(jira_build, make_config(fake, base_url=fake.base_url + "/"), catalog)
         assert result.exception is None and len(result.records) == 5
         assert all(r.path == SEARCH_JQL for r in fake.requests)
 
 
-def test_bad_token_read_raises_config_error(jira_manifest, jira, catalog):
+def test_bad_token_read_raises_config_error(jira_build, jira, catalog):
     from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
     config = make_config(jira)
     jira.set_token("rotated")  # the configured token is no longer valid
-    result = read_issues(jira_manifest, config, catalog)
+    result = read_issues(jira_build, config, catalog)
     assert isinstance(result.exception, AirbyteTracedException)
     assert result.records == []
     assert [e.failure_type.value for e in result.errors] == ["config_error"]
     assert len(jira.requests) == 1 and jira.requests[0].status == 401
 
 
-def test_garbage_next_page_token_fails_the_stream(jira_manifest, jira, catalog):
+def test_garbage_next_page_token_fails_the_stream(jira_build, jira, catalog):
     from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
     jira.corrupt_next_page_token(1)  # page 1 hands out a token Jira will reject
-    result = read_issues(jira_manifest, make_config(jira), catalog)
+    result = read_issues(jira_build, make_config(jira), catalog)
     assert isinstance(result.exception, AirbyteTracedException), "a rejected token must not end the stream silently"
     assert len(result.records) == 50
     assert result.errors and BAD_TOKEN_MESSAGE in result.errors[0].message
@@ -350,33 +446,33 @@ def test_garbage_next_page_token_fails_the_stream(jira_manifest, jira, catalog):
     assert all("state" not in s.stream.stream_state.__dict__ for s in result.states)
 
 
-def test_transient_faults_are_retried(jira_manifest, jira, catalog, fast_backoff):
+def test_transient_faults_are_retried(jira_build, jira, catalog, fast_backoff):
     jira.fail_next(1, 500, path=SEARCH_JQL)
     jira.fail_next(1, 503, path=SEARCH_JQL)
     jira.fail_next(1, 429, path=SEARCH_JQL)
     jira.drop_next(1, path=SEARCH_JQL)
-    result = read_issues(jira_manifest, make_config(jira), catalog)
+    result = read_issues(jira_build, make_config(jira), catalog)
     assert result.exception is None and not result.errors
     assert sorted(r["id"] for r in result.records) == sorted(i["id"] for i in jira.issues)
     assert [r.status for r in jira.requests_to(SEARCH_JQL)] == [500, 503, 429, None, 200, 200, 200]
 
 
-def test_hidden_project_400_is_still_ignored(jira_manifest, jira, catalog):
+def test_hidden_project_400_is_still_ignored(jira_build, jira, catalog):
     """The connector's intent is kept: a JQL 400 about a project the user cannot see skips the slice."""
     hidden = {"errorMessages": ["The value '10001' does not exist for the field 'project'."], "errors": {}}
     jira.fail_next(1, 400, path=SEARCH_JQL, body=hidden)
-    result = read_issues(jira_manifest, make_config(jira), catalog)
+    result = read_issues(jira_build, make_config(jira), catalog)
     assert result.exception is None and not result.errors and result.records == []
     assert [r.status for r in jira.requests_to(SEARCH_JQL)] == [400]
 
 
-def test_max_retries_config_bounds_permanent_failure(jira_manifest, jira, catalog, fast_backoff):
+def test_max_retries_config_bounds_permanent_failure(jira_build, jira, catalog, fast_backoff):
     from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
     jira.fail_next(100, 500, path=SEARCH_JQL)
-    result = read_issues(jira_manifest, make_config(jira, max_retries=2), catalog)
+    result = read_issues(jira_build, make_config(jira, max_retries=2), catalog)
     assert isinstance(result.exception, AirbyteTracedException)
-    assert [e.failure_type.value for e in result.errors] == ["system_error"]
+    assert [e.failure_type.value for e in result.errors] == ["transient_error"]  # CDK 7: exhausted 5xx retries
     assert len(jira.requests_to(SEARCH_JQL)) == 3  # 1 try + 2 retries
 
 

@@ -1,18 +1,25 @@
-"""Airbyte connectors in-process: a PyPI package (`source: airbyte-source-jira`) or a declarative manifest file.
+"""Declarative manifests run in-process on the runner's own CDK.
 
-A fresh source instance is built per operation (the CDK's concurrent queue and thread pool are per instance), with
-the state passed to the constructor (declarative sources ignore state given only to `read()`), inside
-`contained()` so connector side effects stay inside the sync.
+Two kinds of block end up here: a packaged connector (`source: airbyte-source-jira==4.0.0`) whose manifest is read
+from its files dir in the connectors cache (`ConnectorCache.ensure_files`; the package is never installed), and a
+standalone manifest file (`manifest:` + optional `components:`). Python connectors, and manifests the runner's CDK
+cannot run (`manifest.in_process_blocker`), run isolated instead (sources/isolated.py).
+
+A fresh CDK source is built per operation (its concurrent queue and thread pool are per instance), with the state
+passed to the constructor (declarative sources ignore state given only to `read()`), inside `contained()` so
+connector side effects stay inside the sync.
 """
 from __future__ import annotations
 
+import ast
 import copy
-import importlib
-import inspect
 import logging
-from typing import Any, Iterator
+import re
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
-from ..config import Block, connector_spec_for, package_module
+from ..config import Block
 from ..errors import SyncError
 from ..secrets import REDACTOR
 from . import manifest as mf
@@ -20,6 +27,9 @@ from .base import Source
 from .containment import contained
 
 log = logging.getLogger("ingest.source")
+T = TypeVar("T")
+
+DEFAULT_CHECK_TIMEOUT = 15.0
 
 
 def _failure(exc: BaseException, trace_error: Any | None, stream: str | None = None) -> SyncError:
@@ -42,78 +52,80 @@ def _failure(exc: BaseException, trace_error: Any | None, stream: str | None = N
     return SyncError(REDACTOR.redact(message), failure_type=failure_type, stream=stream)
 
 
-class AirbyteSource(Source):
-    def __init__(self, block: Block):
+class InProcessSource(Source):
+    """A declarative manifest on the runner's CDK. ``files_dir`` is the connector release's files dir for a
+    ``source:`` block, None for a ``manifest:`` block. ``check()`` answers within ``check_timeout`` seconds."""
+
+    def __init__(self, block: Block, files_dir: Path | None, *, check_timeout: float = DEFAULT_CHECK_TIMEOUT):
+        if (files_dir is None) != bool(block.spec.manifest):
+            raise ValueError(f"{block.name}: a files dir is needed for a `source:` block and only for one")
         self.block = block
+        self.files_dir = Path(files_dir) if files_dir is not None else None
+        self.module = mf.package_module(block.spec.source) if files_dir is not None else None
+        self.check_timeout = check_timeout
         self._manifest: dict | None = None
 
     # ------------------------------------------------------------ building
 
-    def _declarative_manifest(self) -> dict | None:
-        """The (overridden) manifest when we must build the source from a manifest, else None."""
-        s = self.block.spec
+    def manifest(self) -> dict:
+        """The manifest as it will be built: packaged (schemas pinned) or standalone, with the block's override."""
         if self._manifest is None:
-            # Declarative packages are always built from their manifest (even without overrides): the stock loader
-            # finds stream schemas by guessing the package from sys.modules, which fails in a busy process.
-            manifest = mf.load_yaml_file(self.block.path(s.manifest)) if s.manifest else mf.load_package_manifest(package_module(s.source))
-            if manifest is None:
-                if s.overrides:
-                    raise SyncError(f"{s.source}: 'overrides' needs a declarative connector, and this package has no manifest.yaml")
-                return None
+            s = self.block.spec
+            if self.module is None:
+                manifest = mf.load_yaml_file(self.block.path(s.manifest))
+            else:
+                manifest = mf.load_package_manifest(self.module, self.files_dir)
+                if manifest is None:
+                    raise SyncError(f"{s.source} has no manifest.yaml: it is a Python connector, which runs isolated")
             if s.overrides:
                 manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(s.overrides)))
             self._manifest = manifest
         return self._manifest
 
-    def _source_class(self):
-        from airbyte_cdk.sources.source import BaseSource
-
-        module_name = package_module(self.block.spec.source)
-        module = importlib.import_module(module_name)
-        candidates = [
-            obj
-            for name, obj in vars(module).items()
-            if inspect.isclass(obj) and name.startswith("Source") and issubclass(obj, BaseSource)
-            and obj.__module__.startswith(module_name)
-        ]
-        if len(candidates) != 1:
-            raise SyncError(f"{self.block.spec.source}: expected one Source class in {module_name}, found {len(candidates)}")
-        return candidates[0]
-
-    def _build(self, catalog=None, state=None):
+    def _build(self, catalog=None, state=None, *, for_check: bool = False):
         config = copy.deepcopy(self.block.config)  # some connectors mutate their config
-        manifest = self._declarative_manifest()
-        if manifest is not None:
-            return mf.build_declarative_source(
-                copy.deepcopy(manifest), catalog=catalog, config=config, state=state or [],
-                components_path=str(self.block.path(self.block.spec.components)) if self.block.spec.components else None,
-            ), config
-        cls = self._source_class()
-        params = inspect.signature(cls.__init__).parameters
-        if {"catalog", "config", "state"} <= set(params):
-            return cls(catalog=catalog, config=config, state=state or []), config
-        return cls(), config
+        components = self.block.spec.components
+        source = mf.build_declarative_source(
+            copy.deepcopy(self.manifest()), catalog=catalog, config=config, state=state or [],
+            components_path=self.block.path(components) if components else None,
+            package=(self.module, self.files_dir) if self.module else None,
+            for_check=for_check,
+        )
+        return source, config
 
     # ------------------------------------------------------------ protocol
 
     def spec(self) -> dict:
-        return connector_spec_for(self.block) or {}
+        try:
+            return mf.connector_spec(self.module, self.manifest(), self.files_dir)
+        except (OSError, ValueError) as exc:
+            raise SyncError(f"{self.block.source_label}: cannot read the connector's spec: {exc}") from None
 
     def check(self) -> tuple[bool, str | None]:
+        """Can we connect? Bounded: no HTTP retries (see `build_declarative_source`) and an overall deadline,
+        because some waits cannot be turned off from a manifest (OAuth token refresh backs off for up to 5 minutes
+        in the CDK; a silently dropped connection waits for the socket timeout)."""
         with contained():
             try:
-                source, config = self._build()
-                status = source.check(logging.getLogger("airbyte"), config)
+                status = _within(self.check_timeout, self._check_once)
+            except TimeoutError:
+                return False, f"no answer within {self.check_timeout:g} s (is the host reachable from here?)"
             except Exception as exc:  # noqa: BLE001 - reported as a failed check, not a stack trace
-                return False, str(_failure(exc, None))
+                return False, _check_message(str(_failure(exc, None)))
         ok = getattr(status.status, "value", status.status) == "SUCCEEDED"
-        return ok, None if ok else REDACTOR.redact(status.message or "check failed")
+        return ok, None if ok else _check_message(status.message or "check failed")
+
+    def _check_once(self):
+        source, config = self._build(for_check=True)
+        return source.check(logging.getLogger("airbyte"), config)
 
     def discover(self):
         with contained():
             try:
                 source, config = self._build()
                 return source.discover(logging.getLogger("airbyte"), config)
+            except SyncError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 raise _failure(exc, None) from None
 
@@ -137,3 +149,74 @@ class AirbyteSource(Source):
                 raise _failure(exc, first_error, stream) from None
         if first_error is not None:
             raise _failure(RuntimeError("the connector reported an error"), first_error)
+
+
+def _within(seconds: float, fn: Callable[[], T]) -> T:
+    """``fn()`` in a daemon thread, or TimeoutError after ``seconds``. The thread is abandoned, not killed (Python
+    cannot kill it): daemon, so a stuck connector never keeps the process alive (a ThreadPoolExecutor's workers
+    would be joined at exit)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name="ingest-check", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+_NOT_AVAILABLE = re.compile(
+    r"^(?:Encountered an error while checking availability of stream (?P<a>\S+)\. Error: "
+    r"|Stream (?P<b>\S+) is not available: )")
+_ENCOUNTERED = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
+_EXHAUSTED = "Exhausted available request attempts. Please see logs for more details. Exception: "
+_HOST_PORT = re.compile(r"host='(?P<host>[^']+)', port=(?P<port>\d+)")
+_CONNECTION_PROBLEMS = (
+    ("NameResolutionError", "cannot resolve the host name"),
+    ("Failed to resolve", "cannot resolve the host name"),
+    ("Connection refused", "connection refused"),
+    ("ConnectTimeout", "connection timed out"),
+    ("timed out", "timed out"),
+    ("SSLError", "TLS handshake failed"),
+    ("Network is unreachable", "network unreachable"),
+)
+
+
+def _check_message(raw: str) -> str:
+    """One clean line from the CDK's check failure: the CDK hands back ``repr(error)`` (a quoted Python string)
+    wrapped around a requests exception's text; users get 'stream projects: cannot connect to
+    jira.example.com:443 (connection refused)', never quotes, object reprs or tracebacks."""
+    text = raw.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            text = str(ast.literal_eval(text))
+        except (ValueError, SyntaxError):
+            text = text[1:-1]
+    text = text.split("Error traceback:")[0]
+    stream = None
+    match = _NOT_AVAILABLE.match(text)
+    if match:
+        stream, text = match.group("a") or match.group("b"), text[match.end():]
+    elif match := _ENCOUNTERED.match(text):
+        text = f"{match.group('action')}: {text[match.end():]}"
+    text = text.replace(_EXHAUSTED, "")
+    text = _connection_problem(text) or text.replace("HTTP Status Code: ", "HTTP ").replace(". Error: ", ": ", 1)
+    text = " ".join(text.split())
+    return REDACTOR.redact(f"stream {stream}: {text}" if stream else text)
+
+
+def _connection_problem(text: str) -> str | None:
+    """'cannot connect to host:port (why)' for a requests/urllib3 connection error text, else None."""
+    where = _HOST_PORT.search(text)
+    if not where or "Max retries exceeded" not in text:
+        return None
+    why = next((reason for needle, reason in _CONNECTION_PROBLEMS if needle in text), "connection failed")
+    return f"cannot connect to {where.group('host')}:{where.group('port')} ({why})"

@@ -3,6 +3,9 @@
 See shared/reference/airbyte-in-process.md. What we contain, and how:
 1. The CDK's import replaces the root logger's handlers with one writing Airbyte JSON to the real stdout
    -> `import_cdk()` imports it once and puts our handlers back; the `airbyte` logger propagates to ours.
+   Two kinds of connector log lines are detail, shown only when DEBUG is enabled (`-vv`): the `backoff` library's
+   retry lines ("Backing off ...", "Giving up ..." at ERROR) and the traceback TEXT the CDK writes into messages
+   ("... Error traceback: ..."), which no handler's exc_info stripping can catch.
 2. Bare print() from connector threads -> stdout is redirected to a logger for the duration of a sync.
 3. The shared in-memory HTTP response cache (keyed without the Authorization header!) -> every sync gets a fresh
    REQUEST_CACHE_PATH temp dir, removed afterwards, so two syncs never see each other's responses.
@@ -24,6 +27,37 @@ from ..secrets import REDACTOR
 log = logging.getLogger("ingest.connector")
 _import_lock = threading.Lock()
 _imported = False
+
+
+class _DebugOnly(logging.Filter):
+    """Demotes every record of its logger to DEBUG and drops it unless DEBUG is enabled there. For `backoff`:
+    the CDK logs the same retry in its own words, and a give-up is reported by the sync's error anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+class _NoTracebackText(logging.Filter):
+    """Cuts a traceback pasted into a message's text (the CDK's check: "... Error: X Error traceback: \n ...")
+    down to the text before it, unless DEBUG is enabled. (exc_info is the handlers' business: the CLI strips it.)"""
+
+    MARKERS = ("Error traceback:", "Traceback:", "Traceback (most recent call last)")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+            return True
+        message = record.getMessage()
+        cut = min((message.find(m) for m in self.MARKERS if m in message), default=-1)
+        if cut >= 0:
+            record.msg, record.args = message[:cut].rstrip(), ()
+        return True
+
+
+def _quiet_connector_detail() -> None:
+    """Install the filters above once (they decide per record, so the CLI's verbosity still applies)."""
+    logging.getLogger("backoff").addFilter(_DebugOnly())
+    logging.getLogger("airbyte").addFilter(_NoTracebackText())
 
 
 def import_cdk() -> None:
@@ -56,6 +90,7 @@ def import_cdk() -> None:
             airbyte_logger.removeHandler(h)
         airbyte_logger.propagate = True
         airbyte_logger.setLevel(airbyte_level)
+        _quiet_connector_detail()
         _imported = True
 
 

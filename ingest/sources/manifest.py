@@ -1,7 +1,11 @@
-"""Declarative-manifest plumbing for Airbyte low-code connectors run in-process.
+"""Declarative-manifest plumbing for Airbyte low-code connectors run in-process on the runner's own CDK.
 
-Everything here except `build_declarative_source` is import-light (stdlib + PyYAML): `ingest validate` uses
-`package_dir`, `load_package_manifest`, `apply_override` and `connector_spec` and must stay fast, so nothing
+Connector packages are not installed in the runner's environment: the connectors cache holds, per release, the
+wheel's files only (`ConnectorCache.ensure_files`, a "files dir" containing e.g. ``source_jira/`` and its
+dist-info). Every function that reads package files therefore takes that files dir explicitly.
+
+Everything here except `in_process_blocker`, `build_declarative_source` and `SchemaFile.get_json_schema` is
+import-light (stdlib, PyYAML, packaging): `ingest validate` reads manifests and specs and must stay fast, so nothing
 here imports `airbyte_cdk` or the connector package at module level.
 
 Override files
@@ -20,65 +24,130 @@ resolution; see `apply_override`). Two conventions on top of the plain merge:
   interpolate it, so `build_declarative_source` renders such values against the sync's config before it
   hands the manifest to the CDK. Nothing else is pre-rendered.
 
-Schemas
--------
-`load_package_manifest` pins every stream without a ``schema_loader`` to its package's ``schemas/<name>.json``
-(`pin_package_schemas`): the CDK's default lookup picks the first ``*source_*`` module in ``sys.modules``, which
-in-process is not the connector (``multiprocessing.resource_tracker``), so streams got empty schemas.
+Packages and schemas
+--------------------
+`register_package` makes a files dir's package importable without running its ``__init__.py`` (which imports the
+package's Python source and, often, CDK modules that no longer exist), so the manifest's ``source_x.components...``
+classes import. `load_package_manifest` pins every stream's schema to an absolute file (`pin_package_schemas`), so
+no schema depends on which ``source_*`` module happens to be in ``sys.modules``.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
+import importlib
+import importlib.metadata
 import importlib.util
 import json
+import re
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.version import InvalidVersion, Version
 
 __all__ = [
+    "package_module",
     "package_dir",
+    "register_package",
+    "load_yaml_file",
     "load_package_manifest",
     "pin_package_schemas",
-    "load_yaml_file",
     "apply_override",
     "connector_spec",
+    "runner_cdk_version",
+    "manifest_cdk_version",
+    "in_process_blocker",
     "build_declarative_source",
+    "SchemaFile",
 ]
 
 # Class names a standalone manifest uses for classes of its `components.py` (the CDK's conventions).
 _COMPONENT_PREFIXES = ("source_declarative_manifest.components.", "components.")
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: github's 19k-line manifest in 0.1 s, not 0.7 s
 
 
-def package_dir(module_name: str) -> Path:
-    """Directory of an installed connector package (e.g. ``source_jira``), found without importing it.
+def package_module(package: str) -> str:
+    """The import name of a connector distribution: ``airbyte-source-zendesk-support`` -> ``source_zendesk_support``
+    (a ``==version`` pin is ignored)."""
+    return package.split("==")[0].strip().removeprefix("airbyte-").replace("-", "_")
 
-    `importlib.util.find_spec` on a top-level name only locates it; sub-packages (``a.b``) are resolved as
-    directories below the top-level package so that no parent ``__init__`` runs either.
+
+def package_dir(module_name: str, files_dir: str | Path) -> Path:
+    """Directory of ``module_name`` (``source_jira``, or a sub-package ``source_jira.components``) in a files dir.
+
+    Nothing is imported: the files dir is not on ``sys.path`` for `ingest validate`, and a connector's
+    ``__init__`` may not even import on the runner's CDK.
     """
-    top, *rest = module_name.split(".")
-    spec = importlib.util.find_spec(top)
-    if spec is None:
-        raise ModuleNotFoundError(f"connector package {top!r} is not installed", name=top)
-    if spec.submodule_search_locations:
-        base = Path(next(iter(spec.submodule_search_locations)))
-    elif spec.origin:
-        base = Path(spec.origin).parent  # a plain module: its directory
-    else:
-        raise ModuleNotFoundError(f"cannot locate the files of package {top!r}", name=top)
-    path = base.joinpath(*rest)
+    path = Path(files_dir).joinpath(*module_name.split("."))
     if not path.is_dir():
-        raise ModuleNotFoundError(f"package directory {path} for {module_name!r} does not exist", name=module_name)
+        raise FileNotFoundError(f"{files_dir} holds no package {module_name!r} (no directory {path})")
     return path
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registering a package from a files dir
+
+_registry_lock = threading.Lock()
+_FILES_DIR_ATTR = "__ingest_files_dir__"
+
+
+def register_package(module_name: str, files_dir: str | Path):
+    """Make the top-level package ``module_name`` of ``files_dir`` importable, WITHOUT running its ``__init__.py``;
+    return the package module.
+
+    Why not a plain import: the packages' ``__init__`` imports ``source.py``, which imports CDK modules that CDK 7
+    removed (and the CDK's own schema loader would import the whole package), while the manifest only needs
+    ``source_x.components...`` and the package's data files. So an empty package module is put in ``sys.modules``
+    whose ``__path__`` is the package directory: submodules (components, ``source_x.utils``) import normally from
+    there. The files dir is also appended to ``sys.path`` (last, so it shadows nothing) for code that looks the
+    package's distribution up, e.g. ``importlib.metadata.version``.
+
+    Registering the same dir again is a no-op. Registering another dir (another release of the same connector)
+    purges the old package and all its submodules from ``sys.modules`` and its dir from ``sys.path`` first, so a
+    block pinned to one release never imports the other's code. Sources already built keep the classes they
+    imported; two releases of one connector cannot RUN at the same time in one process (that is what the
+    isolated runtime is for).
+    """
+    files_dir = Path(files_dir).resolve()
+    directory = package_dir(module_name, files_dir)
+    if "." in module_name:
+        raise ValueError(f"register_package expects a top-level package name, got {module_name!r}")
+    with _registry_lock:
+        current = sys.modules.get(module_name)
+        if current is not None and getattr(current, _FILES_DIR_ATTR, None) == str(files_dir):
+            return current
+        _unregister(module_name, current)
+        spec = importlib.util.spec_from_file_location(
+            module_name, directory / "__init__.py", submodule_search_locations=[str(directory)])
+        module = importlib.util.module_from_spec(spec)
+        setattr(module, _FILES_DIR_ATTR, str(files_dir))
+        sys.modules[module_name] = module
+        sys.path.append(str(files_dir))
+        importlib.invalidate_caches()
+        return module
+
+
+def _unregister(module_name: str, current) -> None:
+    """Forget a previously registered (or normally imported) package and every submodule of it."""
+    for name in [n for n in sys.modules if n == module_name or n.startswith(module_name + ".")]:
+        del sys.modules[name]
+    old_dir = getattr(current, _FILES_DIR_ATTR, None)
+    if old_dir is not None:
+        sys.path[:] = [p for p in sys.path if p != old_dir]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Reading manifests and specs (import-light)
 
 
 def load_yaml_file(path: str | Path) -> dict:
     """Parse a YAML file that must hold a mapping (an empty file gives ``{}``)."""
     path = Path(path)
     with path.open("r", encoding="utf-8") as f:
-        data = yaml.safe_load(f)
+        data = yaml.load(f, Loader=_YAML_LOADER)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -86,19 +155,15 @@ def load_yaml_file(path: str | Path) -> dict:
     return data
 
 
-def load_package_manifest(module_name: str, *, pin_schemas: bool = True) -> dict | None:
-    """The packaged ``manifest.yaml`` of a connector as a raw dict (``$ref``s unresolved), or None.
-
-    With ``pin_schemas`` (the default) every stream that declares no ``schema_loader`` gets an explicit
-    ``JsonFileSchemaLoader`` pointing at the package's ``schemas/<stream>.json`` (when that file exists); see
-    `pin_package_schemas` for why.
-    """
-    path = package_dir(module_name) / "manifest.yaml"
+def load_package_manifest(module_name: str, files_dir: str | Path, pin_schemas: bool = True) -> dict | None:
+    """The packaged ``manifest.yaml`` of a connector as a raw dict (``$ref``s unresolved), or None for a Python
+    connector (no manifest). With ``pin_schemas`` every stream's schema is pinned (`pin_package_schemas`)."""
+    path = package_dir(module_name, files_dir) / "manifest.yaml"
     if not path.is_file():
         return None
     manifest = load_yaml_file(path)
     if pin_schemas:
-        pin_package_schemas(manifest, module_name)
+        pin_package_schemas(manifest, module_name, files_dir)
     return manifest
 
 
@@ -132,55 +197,116 @@ def _effective_key(root: dict, node: Any, key: str, depth: int = 0) -> Any:
     return None
 
 
-def pin_package_schemas(manifest: dict, module_name: str) -> list[str]:
-    """Give each stream without a ``schema_loader`` an explicit one reading ``<package>/schemas/<name>.json``.
-    Mutates ``manifest``; returns the names of the streams it pinned.
+class SchemaFile:
+    """A stream's JSON schema read from an ABSOLUTE file path: the schema loader `pin_package_schemas` puts in
+    manifests (as a ``CustomSchemaLoader``).
 
-    Why: without a ``schema_loader`` the CDK (6.61) builds a ``DefaultSchemaLoader`` whose file path comes from
-    ``json_file_schema_loader._default_file_path()``: the FIRST module in ``sys.modules`` whose name contains
-    ``source_``. In a connector's own process that is its package; in ours it is whatever was imported first -
-    ``multiprocessing.resource_tracker`` in practice ("re-source_tracker"), so every stream silently got an empty
-    schema (untyped columns), and with two connectors in one process one could read the other's
-    ``schemas/users.json``. Pinning the path makes the schema independent of import order.
+    Why not the CDK's ``JsonFileSchemaLoader``: it reads ``./source_x/schemas/...`` through whatever module is
+    registered as ``source_x`` at the moment a schema is read (lazily, during discover/read), and without a
+    ``file_path`` it guesses the package from the first ``*source_*`` module in ``sys.modules`` - in a busy process
+    another connector's, or ``multiprocessing.resource_tracker``'s. An absolute path is what the manifest meant,
+    whatever else the process has loaded. ``$ref``s to other files resolve against ``<package>/schemas/shared/``
+    exactly as in the CDK. Import-light on purpose: the CDK instantiates it by name from this module.
+
+    ``file_path`` may interpolate ``parameters`` and ``config`` (stripe: ``.../{{ parameters['name'] }}.json``).
+    """
+
+    file_path: str
+    package_path: str
+    config: dict
+    parameters: dict
+
+    def __init__(self, file_path: str, package_path: str, config: dict | None = None, parameters: dict | None = None):
+        self.file_path = file_path
+        self.package_path = package_path
+        self.config = config or {}
+        self.parameters = parameters or {}
+
+    def get_json_schema(self) -> dict:
+        import jsonref
+        from airbyte_cdk.sources.declarative.interpolation.interpolated_string import InterpolatedString
+        from airbyte_cdk.sources.utils.schema_helpers import JsonFileLoader, resolve_ref_links
+
+        path = InterpolatedString.create(self.file_path, parameters=self.parameters).eval(self.config)
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise OSError(f"cannot read the schema file {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise RuntimeError(f"the schema file {path} is not valid JSON: {exc}") from None
+        base = self.package_path.rstrip("/") + "/"
+        resolved = jsonref.JsonRef.replace_refs(raw, loader=JsonFileLoader(base, "schemas/shared"), base_uri=base)
+        return resolve_ref_links(resolved)
+
+
+def _schema_file_loader(file_path: str, package: Path) -> dict:
+    return {"type": "CustomSchemaLoader", "class_name": f"{__name__}.{SchemaFile.__name__}",
+            "file_path": file_path, "package_path": str(package)}
+
+
+_EMPTY_SCHEMA = {"type": "InlineSchemaLoader", "schema": {}}
+
+
+def pin_package_schemas(manifest: dict, module_name: str, files_dir: str | Path) -> list[str]:
+    """Give every stream a schema loader that reads an absolute path (`SchemaFile`); mutates ``manifest`` and
+    returns the names of the streams pinned by name to ``<package>/schemas/<name>.json``.
+
+    * A stream without a schema loader, or with a path-less ``JsonFileSchemaLoader`` (zendesk's base stream),
+      gets ``schemas/<its name>.json`` when that file exists, else an explicit empty schema - what the CDK's
+      default loader gives for a missing file, minus the guess that can pick another connector's
+      ``schemas/users.json``.
+    * A ``JsonFileSchemaLoader`` naming a path in this package (``./source_x/schemas/...``, maybe templated) is
+      rewritten to the same path made absolute.
 
     Streams are the top-level ``streams`` entries and every ``parent_stream_configs[].stream``; a stream given as a
     ``#/definitions/...`` string is pinned on its definition, a dict stream on the dict itself (a key next to
-    ``$ref`` wins over the referenced one, as in the CDK). Streams whose schema file does not exist are left alone
-    (the CDK then logs "Could not find schema" and uses an empty schema, as before).
+    ``$ref`` wins over the referenced one, as in the CDK). Streams whose name is templated are left alone.
     """
+    package = package_dir(module_name, files_dir).resolve()
     top = module_name.split(".")[0]
-    schema_dir = package_dir(module_name) / "schemas"
-    prefix = "/".join(module_name.split(".")[1:])
     pinned: list[str] = []
     seen: set[int] = set()
 
+    def needs_pin(stream: dict) -> bool:
+        loader = _effective_key(manifest, stream, "schema_loader")
+        if loader is None:
+            return True
+        return (_effective_key(manifest, loader, "type") == "JsonFileSchemaLoader"
+                and not _effective_key(manifest, loader, "file_path"))
+
     def pin(node: Any) -> None:
-        target = _ref_target(manifest, node) if _is_ref(node) else node
-        if not isinstance(target, dict) or id(target) in seen:
+        stream = _ref_target(manifest, node) if _is_ref(node) else node
+        if not isinstance(stream, dict) or id(stream) in seen:
             return
-        seen.add(id(target))
-        if _effective_key(manifest, target, "schema_loader") is not None:
+        seen.add(id(stream))
+        name = _effective_key(manifest, stream, "name")
+        if not needs_pin(stream) or not isinstance(name, str) or not name or "{{" in name:
             return
-        name = _effective_key(manifest, target, "name")
-        if not isinstance(name, str) or not name or "{{" in name or not (schema_dir / f"{name}.json").is_file():
-            return
-        rel = "/".join(p for p in (prefix, "schemas", f"{name}.json") if p)
-        target["schema_loader"] = {"type": "JsonFileSchemaLoader", "file_path": f"./{top}/{rel}"}
-        pinned.append(name)
+        path = package / "schemas" / f"{name}.json"
+        if path.is_file():
+            stream["schema_loader"] = _schema_file_loader(str(path), package)
+            pinned.append(name)
+        else:
+            stream["schema_loader"] = copy.deepcopy(_EMPTY_SCHEMA)
+
+    def absolute(node: dict) -> None:
+        relative = str(node.get("file_path") or "").removeprefix("./")
+        if node.get("type") == "JsonFileSchemaLoader" and relative.startswith(f"{top}/"):
+            node.clear()
+            node.update(_schema_file_loader(str(Path(files_dir).resolve() / relative), package))
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             for config in node.get("parent_stream_configs") or []:
                 if isinstance(config, dict):
                     pin(config.get("stream"))
+            absolute(node)
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
             for value in node:
                 walk(value)
 
-    if not schema_dir.is_dir():
-        return pinned
     for stream in manifest.get("streams") or []:
         pin(stream)
     walk(manifest)
@@ -224,15 +350,12 @@ def apply_override(manifest: dict, override: dict) -> dict:
     return _merge(manifest, override)
 
 
-def _load_package_spec_file(module_name: str) -> dict | None:
-    base = package_dir(module_name)
+def _load_package_spec_file(module_name: str, files_dir: str | Path) -> dict | None:
+    base = package_dir(module_name, files_dir)
     for name in ("spec.json", "spec.yaml", "spec.yml"):
         path = base / name
         if path.is_file():
-            if name.endswith(".json"):
-                data = json.loads(path.read_text(encoding="utf-8"))
-            else:
-                data = load_yaml_file(path)
+            data = json.loads(path.read_text(encoding="utf-8")) if name.endswith(".json") else load_yaml_file(path)
             spec = data.get("connectionSpecification") or data.get("connection_specification")
             if not isinstance(spec, dict):
                 raise ValueError(f"{path}: no connectionSpecification mapping")
@@ -240,15 +363,17 @@ def _load_package_spec_file(module_name: str) -> dict | None:
     return None
 
 
-def connector_spec(module_name: str | None, manifest: dict | None) -> dict:
-    """The connector's connectionSpecification (JSON schema of its config), without importing the CDK.
+def connector_spec(module_name: str | None, manifest: dict | None, files_dir: str | Path | None = None) -> dict:
+    """The connector's connectionSpecification (JSON schema of its config), without importing anything.
 
-    = the package's ``spec.json``/``spec.yaml`` (if ``module_name`` is given and the file exists), with the
-    (overridden) manifest's ``spec.connection_specification`` deep-merged on top by `apply_override` rules.
-    So an override that adds ``spec.connection_specification.properties.base_url`` extends the package's spec;
-    a manifest that carries a complete spec (manifest-only connectors) works on its own.
+    = the package's ``spec.json``/``spec.yaml`` (if ``module_name`` and ``files_dir`` are given and the file
+    exists), with the (overridden) manifest's ``spec.connection_specification`` deep-merged on top by
+    `apply_override` rules. So an override that adds ``spec.connection_specification.properties.base_url``
+    extends the package's spec; a manifest that carries a complete spec (stripe, standalone manifests) works on
+    its own. The CDK's own ``spec()`` cannot do this: without a manifest ``spec`` it looks inside ``airbyte_cdk``,
+    and with an override's partial spec it returns only that part.
     """
-    base = _load_package_spec_file(module_name) if module_name else None
+    base = _load_package_spec_file(module_name, files_dir) if module_name and files_dir else None
     from_manifest = None
     if manifest:
         spec_section = manifest.get("spec")
@@ -265,28 +390,178 @@ def connector_spec(module_name: str | None, manifest: dict | None) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Can this manifest run on the runner's CDK?
+
+
+def runner_cdk_version() -> str:
+    """The installed airbyte-cdk's version (from its metadata: no import)."""
+    return importlib.metadata.version("airbyte-cdk")
+
+
+def manifest_cdk_version(manifest: dict) -> str | None:
+    """The CDK version a manifest was written for (its top-level ``version``), or None when it names none."""
+    value = manifest.get("version")
+    return str(value).strip() if value not in (None, "") else None
+
+
+def _written_for(manifest: dict) -> str:
+    """' (it was written for CDK 0.72)', or '' when the manifest does not say."""
+    try:
+        version = Version(manifest_cdk_version(manifest) or "")
+    except InvalidVersion:
+        return ""
+    return f" (it was written for CDK {version.major}.{version.minor})"
+
+
+def in_process_blocker(files_dir: str | Path, module_name: str, manifest: dict) -> str | None:
+    """None when ``manifest`` (raw, overridden, as it will be built) can run on the runner's CDK; else one line
+    saying why not, for the user (the runner then runs the connector isolated, on the CDK it was made for).
+
+    Offline and config-free, so it can run at install time: the manifest's ``version`` must not be newer than the
+    runner's CDK, the manifest must pass the CDK's own construction (``$ref`` resolution and validation against
+    the CDK's component schema), and every ``class_name`` the manifest uses must import from ``files_dir``. It does
+    not prove that a custom component works at run time (gitlab's router calls a removed CDK API only when it
+    slices).
+    """
+    runner = runner_cdk_version()
+    written = manifest_cdk_version(manifest)
+    try:
+        if written and Version(written) > Version(runner):
+            return f"manifest targets CDK {written}, newer than the runner's {runner}"
+    except InvalidVersion:
+        return f"manifest version {written!r} is not a version number"
+    try:
+        source = build_declarative_source(manifest, catalog=None, config={}, state=[],
+                                          package=(module_name, files_dir), render_fallback=0)
+    except Exception as exc:  # noqa: BLE001 - every failure here is a reason to run isolated
+        return _construction_problem(exc, manifest, runner)
+    return _component_import_problem(source.resolved_manifest, runner)
+
+
+def _construction_problem(exc: Exception, manifest: dict, runner: str) -> str:
+    from jsonschema.exceptions import ValidationError
+
+    prefix = f"the manifest does not validate against CDK {runner}: "
+    if not isinstance(exc, ValidationError):
+        return prefix + _one_line(f"{type(exc).__name__}: {exc}")
+    from airbyte_cdk.sources.declarative.concurrent_declarative_source import get_declarative_component_schema
+
+    known = set(get_declarative_component_schema().get("definitions", {}))
+    unknown = sorted(_component_types({k: v for k, v in manifest.items() if k != "type"}) - known)
+    if unknown:
+        names = ", ".join(unknown)
+        verb = "is not a known component" if len(unknown) == 1 else "are not known components"
+        return prefix + f"{names} {verb}{_written_for(manifest)}"
+    cause = exc.__cause__ if isinstance(exc.__cause__, ValidationError) else exc
+    return prefix + _validation_detail(cause) + _written_for(manifest)
+
+
+def _component_types(node: Any) -> set[str]:
+    """Every component ``type`` in a manifest. Component types are CamelCase; JSON-schema types (``object``,
+    ``string`` ...) in inline schemas are lower case, so they are not mistaken for components."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        value = node.get("type")
+        if isinstance(value, str) and value[:1].isupper():
+            found.add(value)
+        for child in node.values():
+            found |= _component_types(child)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _component_types(child)
+    return found
+
+
+def _validation_detail(error) -> str:
+    """The most specific failure inside a jsonschema error, as 'where: what' (no multi-kilobyte instance reprs)."""
+    while error.context:
+        error = max(error.context, key=lambda e: len(e.absolute_path))
+    where = ".".join(str(p) for p in error.absolute_path) or "the top level"
+    what = error.message if len(error.message) <= 160 else f"fails the {error.validator!r} rule"
+    return f"{where}: {_one_line(what)}"
+
+
+def _component_import_problem(resolved: dict, runner: str) -> str | None:
+    """Why a ``class_name`` used by the (resolved) manifest does not import, or None. Unused ``definitions`` do
+    not count: a broken component nothing uses does not stop the connector."""
+    used = {k: v for k, v in resolved.items() if k != "definitions"}
+    names = sorted(_class_names(used))
+    problems = [p for p in (_import_problem(name, runner) for name in names) if p]
+    if not problems:
+        return None
+    more = f" ({len(problems)} of {len(names)} components fail)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+def _class_names(node: Any) -> set[str]:
+    found: set[str] = set()
+    if isinstance(node, dict):
+        value = node.get("class_name")
+        if isinstance(value, str):
+            found.add(value)
+        for child in node.values():
+            found |= _class_names(child)
+    elif isinstance(node, list):
+        for child in node:
+            found |= _class_names(child)
+    return found
+
+
+def _import_problem(class_name: str, runner: str) -> str | None:
+    module_name, _, attr = class_name.rpartition(".")
+    major = Version(runner).major
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or ""
+        if missing.startswith("airbyte_cdk"):
+            symbol = _cannot_import_name(exc)
+            what = f"{missing}.{symbol}" if symbol else missing
+            return f"component {class_name} imports {what} which CDK {major} no longer has"
+        if missing and not missing.startswith(module_name.split(".")[0]):
+            return f"component {class_name} needs the Python package {missing.split('.')[0]!r}, which the runner does not have"
+        return f"component {class_name} does not import: {_one_line(str(exc))}"
+    except Exception as exc:  # noqa: BLE001 - any error while importing connector code
+        return f"component {class_name} fails while importing: {type(exc).__name__}: {_one_line(str(exc))}"
+    if not hasattr(module, attr):
+        return f"component {class_name}: {module_name} has no {attr}"
+    return None
+
+
+def _cannot_import_name(exc: ImportError) -> str | None:
+    match = re.match(r"cannot import name '([^']+)'", str(exc))
+    return match.group(1) if match else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Building the CDK source (the only place that imports airbyte_cdk)
 
 
-def _render_config_templates(manifest: dict, config: dict) -> dict:
-    """Render templated ``max_retries`` values (which the CDK does not interpolate) against ``config``."""
+def _render_config_templates(manifest: dict, config: dict, fallback: int | None = None) -> dict:
+    """Render templated ``max_retries`` values (which the CDK does not interpolate) against ``config``.
+    With ``fallback``, a template that does not render to a number gets that value instead of an error
+    (`in_process_blocker` has no config to render against)."""
     from jinja2.sandbox import SandboxedEnvironment
 
     env = SandboxedEnvironment()
 
+    def render(value: str) -> int:
+        rendered = env.from_string(value).render(config=config).strip()
+        try:
+            return int(float(rendered))
+        except ValueError:
+            if fallback is not None:
+                return fallback
+            raise ValueError(f"max_retries template {value!r} rendered to {rendered!r}, not a number") from None
+
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
-            out = {}
-            for key, value in node.items():
-                if key == "max_retries" and isinstance(value, str) and "{{" in value:
-                    rendered = env.from_string(value).render(config=config).strip()
-                    try:
-                        out[key] = int(float(rendered))
-                    except ValueError:
-                        raise ValueError(f"max_retries template {value!r} rendered to {rendered!r}, not a number") from None
-                else:
-                    out[key] = walk(value)
-            return out
+            return {key: render(value) if key == "max_retries" and isinstance(value, str) and "{{" in value
+                    else walk(value) for key, value in node.items()}
         if isinstance(node, list):
             return [walk(v) for v in node]
         return node
@@ -358,15 +633,22 @@ def build_declarative_source(
     catalog,
     config: dict,
     state: list,
-    components_path: str | None = None,
+    components_path: str | Path | None = None,
+    package: tuple[str, str | Path] | None = None,
+    for_check: bool = False,
+    render_fallback: int | None = None,
 ):
     """Build an airbyte_cdk ``ConcurrentDeclarativeSource`` from a (raw, already overridden) manifest dict.
 
     * ``state`` goes to the constructor (state passed only to ``read()`` is ignored by the CDK).
     * ``catalog`` is a ``ConfiguredAirbyteCatalog`` (or None for spec/check/discover).
+    * ``package``: ``(module_name, files_dir)`` of a packaged manifest, registered first (`register_package`) so
+      its ``source_x.components...`` classes import from that files dir.
     * ``components_path``: optional ``components.py`` for standalone manifests whose custom components are
       named ``source_declarative_manifest.components.X`` / ``components.X`` (see `_load_components_module`).
-      Packaged connectors (``source_jira.components...``) need nothing: their classes import normally.
+    * ``for_check``: no HTTP retries and no response cache. The CDK only offers that switch through its
+      connector-builder ``limits`` (which also caps pages and slices - harmless for a check, which reads one
+      page): a check must answer in seconds, not after ten minutes of backoff on an unreachable host.
     * templated ``max_retries`` values are rendered against ``config`` first (see the module docstring).
 
     Build one source per sync. The CDK's HTTP cache for parent streams is process-wide unless
@@ -374,8 +656,11 @@ def build_declarative_source(
     check/discover/read, not here), so the caller must keep a fresh directory set for the whole sync.
     """
     ConcurrentDeclarativeSource = _import_cdk_keeping_root_logging()
+    from airbyte_cdk.sources.declarative.concurrent_declarative_source import TestLimits
 
-    source_config = _render_config_templates(manifest, dict(config or {}))
+    if package is not None:
+        register_package(*package)
+    source_config = _render_config_templates(manifest, dict(config or {}), render_fallback)
     if components_path:
         module_name = _load_components_module(components_path)
         source_config = _rewrite_component_class_names(source_config, module_name)
@@ -384,4 +669,5 @@ def build_declarative_source(
         config=config,
         state=state or [],
         source_config=source_config,
+        limits=TestLimits() if for_check else None,
     )
