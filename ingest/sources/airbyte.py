@@ -177,6 +177,7 @@ _NOT_AVAILABLE = re.compile(
     r"^(?:Encountered an error while checking availability of stream (?P<a>\S+)\. Error: "
     r"|Stream (?P<b>\S+) is not available: )")
 _ENCOUNTERED = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
+_UNKNOWN_CHECK_STREAM = re.compile(r"(?P<name>\S+) is not part of the catalog\. Expected one of ")
 _EXHAUSTED = "Exhausted available request attempts. Please see logs for more details. Exception: "
 _HOST_PORT = re.compile(r"host='(?P<host>[^']+)', port=(?P<port>\d+)")
 _CONNECTION_PROBLEMS = (
@@ -201,6 +202,8 @@ def _check_message(raw: str) -> str:
         except (ValueError, SyntaxError):
             text = text[1:-1]
     text = text.split("Error traceback:")[0]
+    if unknown := _UNKNOWN_CHECK_STREAM.search(text):  # zendesk-support 4.9.1's check names `Tags`, not `tags`
+        return f"the manifest's check names stream {unknown.group('name')!r}, which this connector does not have"
     stream = None
     match = _NOT_AVAILABLE.match(text)
     if match:

@@ -111,10 +111,10 @@ def register_package(module_name: str, files_dir: str | Path):
     imported; two releases of one connector cannot RUN at the same time in one process (that is what the
     isolated runtime is for).
     """
-    files_dir = Path(files_dir).resolve()
-    directory = package_dir(module_name, files_dir)
     if "." in module_name:
         raise ValueError(f"register_package expects a top-level package name, got {module_name!r}")
+    files_dir = Path(files_dir).resolve()
+    directory = package_dir(module_name, files_dir)
     with _registry_lock:
         current = sys.modules.get(module_name)
         if current is not None and getattr(current, _FILES_DIR_ATTR, None) == str(files_dir):

@@ -1,0 +1,341 @@
+"""The newest packaged declarative manifests, in-process on the runner's CDK 7, from their files dirs only.
+
+No connector package is installed: each release's wheel files come from the connectors cache (fetched once per
+session, offline afterwards). Releases are pinned to the newest on PyPI when this was written (see
+shared/reference/cdk7-manifests.md), so the test does not change under our feet when a connector is released.
+Everything is offline: spec and discover need no network, the one read goes to a loopback fake.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from ingest.config import load_project
+from ingest.sources import manifest as mf
+from ingest.sources.airbyte import InProcessSource
+from ingest.sources.environments import ConnectorCache
+
+REPO = Path(__file__).resolve().parents[1]
+RELEASES = {
+    "airbyte-source-stripe": "5.14.1",
+    "airbyte-source-github": "2.7.1",
+    "airbyte-source-notion": "3.2.0",
+    "airbyte-source-zendesk-support": "4.9.1",
+    "airbyte-source-pagerduty": "0.2.12",
+    "airbyte-source-asana": "1.7.2",
+    "airbyte-source-google-sheets": "0.11.0",
+    "airbyte-source-jira": "4.0.0",
+    "airbyte-source-intercom": "0.8.3",
+    "airbyte-source-freshdesk": "3.1.3",
+    "airbyte-source-klaviyo": "2.13.1",
+}
+START = "2024-01-01T00:00:00Z"
+# Enough config for each connector to build its streams offline (dummy credentials; nothing is sent).
+CONFIGS = {
+    "airbyte-source-stripe": {"account_id": "acct_1", "client_secret": "sk_test_1", "start_date": START},
+    "airbyte-source-github": {"credentials": {"option_title": "PAT Credentials", "personal_access_token": "t"},
+                              "repositories": ["acme/app"], "start_date": START},
+    "airbyte-source-notion": {"credentials": {"auth_type": "token", "token": "t"}, "start_date": "2024-01-01T00:00:00.000Z"},
+    "airbyte-source-zendesk-support": {"subdomain": "acme", "start_date": START, "credentials": {
+        "credentials": "api_token", "email": "a@example.com", "api_token": "t"}},
+    "airbyte-source-pagerduty": {"token": "t"},
+    "airbyte-source-asana": {"credentials": {"option_title": "PAT Credentials", "personal_access_token": "t"}},
+    "airbyte-source-jira": {"domain": "acme.invalid", "email": "a@example.com", "api_token": "t"},
+}
+
+
+@pytest.fixture(scope="session")
+def connectors_cache() -> ConnectorCache:
+    """The connectors cache the tests share: $INGEST_CONNECTORS_DIR, else <repo>/.cache/connectors (git-ignored)."""
+    return ConnectorCache(os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors", notify=lambda line: None)
+
+
+@pytest.fixture(scope="session")
+def files(connectors_cache) -> dict[str, Path]:
+    return {package: connectors_cache.ensure_files(package, version) for package, version in RELEASES.items()}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cdk_imported_without_logging_takeover():
+    from ingest.sources.containment import import_cdk
+
+    import_cdk()
+
+
+def source_for(tmp_path: Path, files: dict[str, Path], package: str, config: dict | None = None, **kwargs) -> InProcessSource:
+    """An InProcessSource for a `source: <package>` block (config set directly: resolving it is config.py's job)."""
+    name = package.removeprefix("airbyte-source-").replace("-", "_")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(textwrap.dedent(f"""
+        connectors:
+          {name}:
+            team: t
+            source: {package}
+            config: {{}}
+            streams: [{{name: any}}]
+    """))
+    block = load_project(path).block(name)
+    block.config = CONFIGS.get(package, {}) if config is None else config
+    return InProcessSource(block, files[package], **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- spec and discover
+
+
+@pytest.mark.parametrize("package, streams, spec_key", [
+    ("airbyte-source-stripe", 47, "client_secret"),         # spec in the manifest
+    ("airbyte-source-github", 39, "repositories"),          # manifest 7.28.3 + components.py
+    ("airbyte-source-notion", 5, "credentials"),            # spec.json
+    ("airbyte-source-zendesk-support", 41, "subdomain"),    # __init__ must not run; path-less JsonFileSchemaLoader
+    ("airbyte-source-pagerduty", 6, "token"),
+    ("airbyte-source-asana", 20, "credentials"),
+])
+def test_spec_and_discover_offline(tmp_path, files, package, streams, spec_key):
+    source = source_for(tmp_path, files, package)
+    assert mf.in_process_blocker(files[package], source.module, source.manifest()) is None
+    assert spec_key in source.spec()["properties"]
+    catalog = source.discover()
+    assert len(catalog.streams) == streams
+    assert not [s.name for s in catalog.streams if not s.json_schema.get("properties")], "streams with an empty schema"
+
+
+def test_schemas_with_refs_to_shared_files_resolve(tmp_path, files):
+    """stripe's schemas `$ref` files in schemas/shared/ (address.json ...), resolved as the CDK does."""
+    catalog = source_for(tmp_path, files, "airbyte-source-stripe").discover()
+    accounts = next(s for s in catalog.streams if s.name == "accounts").json_schema
+    assert "$ref" not in json.dumps(accounts)
+    address = json.loads((files["airbyte-source-stripe"] / "source_stripe" / "schemas" / "shared" / "address.json").read_text())
+    assert accounts["properties"]["company"]["properties"]["address"]["properties"] == address["properties"]
+
+
+def test_two_connectors_users_streams_read_their_own_schemas(tmp_path, files):
+    """jira and zendesk both ship schemas/users.json; built in turns in one process, each discovers its own."""
+    def users_properties(package):
+        catalog = source_for(tmp_path, files, package).discover()
+        return set(next(s for s in catalog.streams if s.name == "users").json_schema["properties"])
+
+    def from_file(package):
+        module = mf.package_module(package)
+        return set(json.loads((files[package] / module / "schemas" / "users.json").read_text())["properties"])
+
+    jira, zendesk = "airbyte-source-jira", "airbyte-source-zendesk-support"
+    assert from_file(jira) != from_file(zendesk)
+    assert users_properties(jira) == from_file(jira)
+    assert users_properties(zendesk) == from_file(zendesk)
+    assert users_properties(jira) == from_file(jira)
+
+
+# ---------------------------------------------------------------------------------------------- packages
+
+
+def test_components_import_their_package_files(files):
+    """Components import sibling modules of their package and read its data files, from the files dir."""
+    sheets = files["airbyte-source-google-sheets"]
+    manifest = mf.load_package_manifest("source_google_sheets", sheets)
+    assert mf.in_process_blocker(sheets, "source_google_sheets", manifest) is None  # imports every class_name
+    assert Path(sys.modules["source_google_sheets.utils"].__file__).is_relative_to(sheets)
+
+    asana = files["airbyte-source-asana"]
+    mf.register_package("source_asana", asana)
+    from source_asana.components import AsanaHttpRequester  # reads source_asana/manifest.yaml with pkgutil
+
+    assert pkgutil.get_data("source_asana", "manifest.yaml") == (asana / "source_asana" / "manifest.yaml").read_bytes()
+    requester = AsanaHttpRequester.__new__(AsanaHttpRequester)  # only the schema lookup is exercised
+    requester.name = "users"
+    assert {"email", "gid", "name"} <= set(requester._get_opt_fields()["opt_fields"].split(","))
+
+
+def test_register_package_skips_init_and_replaces_another_release(files, tmp_path):
+    github = files["airbyte-source-github"]
+    package = mf.register_package("source_github", github)
+    assert mf.register_package("source_github", github) is package  # same dir: no-op
+    assert not hasattr(package, "SourceGithub")  # __init__.py (which imports source.py) did not run
+    components = importlib.import_module("source_github.components")
+    assert Path(components.__file__).is_relative_to(github)
+
+    other = tmp_path / "airbyte-source-github-0.0.0"
+    (other / "source_github").mkdir(parents=True)
+    (other / "source_github" / "components.py").write_text("RELEASE = 'other'\n")
+    mf.register_package("source_github", other)
+    assert "source_github.components" not in sys.modules  # the first release's modules are gone
+    assert importlib.import_module("source_github.components").RELEASE == "other"
+    assert str(other.resolve()) in sys.path and str(github.resolve()) not in sys.path
+    mf.register_package("source_github", github)
+    assert not hasattr(importlib.import_module("source_github.components"), "RELEASE")
+
+
+# ---------------------------------------------------------------------------------------------- blockers
+
+
+@pytest.mark.parametrize("package, reason", [
+    ("airbyte-source-intercom", "the manifest does not validate against CDK {cdk}: CustomIncrementalSync is not a "
+                                "known component (it was written for CDK 0.72)"),
+    ("airbyte-source-freshdesk", "the manifest does not validate against CDK {cdk}: CustomIncrementalSync is not a "
+                                 "known component (it was written for CDK 0.72)"),
+    ("airbyte-source-klaviyo", "component source_klaviyo.components.archived_to_per_partition_state_migration."
+                               "ArchivedToPerPartitionStateMigration imports airbyte_cdk.sources.declarative."
+                               "declarative_stream which CDK 7 no longer has (3 of 6 components fail)"),
+])
+def test_in_process_blocker_says_why(files, package, reason):
+    module = mf.package_module(package)
+    started = time.monotonic()
+    got = mf.in_process_blocker(files[package], module, mf.load_package_manifest(module, files[package]))
+    assert got == reason.format(cdk=mf.runner_cdk_version())
+    assert time.monotonic() - started < 5
+
+
+def test_in_process_blocker_refuses_a_manifest_for_a_newer_cdk(files):
+    pagerduty = files["airbyte-source-pagerduty"]
+    manifest = mf.load_package_manifest("source_pagerduty", pagerduty)
+    assert mf.manifest_cdk_version(manifest) == "0.79.1"
+    manifest["version"] = "99.1.0"
+    assert mf.in_process_blocker(pagerduty, "source_pagerduty", manifest) == (
+        f"manifest targets CDK 99.1.0, newer than the runner's {mf.runner_cdk_version()}")
+
+
+# ---------------------------------------------------------------------------------------------- check
+
+
+def test_check_failures_are_one_clean_line(tmp_path, files):
+    # zendesk's own manifest check names a stream `Tags`; the stream is `tags`
+    ok, message = source_for(tmp_path, files, "airbyte-source-zendesk-support").check()
+    assert (ok, message) == (False, "the manifest's check names stream 'Tags', which this connector does not have")
+    # asana picks its authenticator by credentials.option_title; without it no stream can be built
+    ok, message = source_for(tmp_path, files, "airbyte-source-asana", {"credentials": {}}).check()
+    assert (ok, message) == (False, "discovering streams: The path from `authenticator_selection_path` is not found "
+                                    "in the config.")
+
+
+def test_connector_tracebacks_and_backoff_lines_stay_out_of_stderr(tmp_path, files):
+    """At the CLI's default verbosity a failing check leaves no traceback text and no `backoff` line on stderr."""
+    code = textwrap.dedent("""
+        import sys
+        from pathlib import Path
+        from ingest.cli import _setup_logging
+        from ingest.config import load_project
+        from ingest.sources.airbyte import InProcessSource
+        _setup_logging(0)
+        Path("c.yaml").write_text('''
+        connectors:
+          asana: {team: t, source: airbyte-source-asana, config: {}, streams: [{name: users}]}
+          jira: {team: t, source: airbyte-source-jira, config: {}, streams: [{name: users}]}
+        ''')
+        project = load_project("c.yaml")
+        asana, jira = project.block("asana"), project.block("jira")
+        asana.config = {"credentials": {}}
+        jira.config = {"domain": "127.0.0.1:9", "email": "a@b.c", "api_token": "t"}  # https, connection refused
+        print(InProcessSource(asana, sys.argv[1]).check())
+        print(InProcessSource(jira, sys.argv[2]).check())
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(files["airbyte-source-asana"]), str(files["airbyte-source-jira"])],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("(False, ") == 2
+    for noise in ("Traceback", "Error traceback", "Backing off", "Giving up", 'File "'):
+        assert noise not in out.stderr, out.stderr
+
+
+# ---------------------------------------------------------------------------------------------- a real read
+
+
+class FakeGitHub:
+    """Just enough of the GitHub REST API for the `workflow_runs` stream of one repository: the rate-limit probe of
+    the token authenticator, the repository, and two pages of runs (newest created first, `Link: rel="next"`)."""
+
+    def __init__(self, runs: list[list[dict]]):
+        self.pages = runs
+        self.requests: list[tuple[str, dict, dict]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                fake.requests.append((url.path, query, dict(self.headers)))
+                status, body, headers = fake.route(url.path, query)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, path: str, query: dict) -> tuple[int, dict, dict]:
+        if path == "/rate_limit":
+            quota = {"remaining": 5000, "reset": 4102444800, "limit": 5000}
+            return 200, {"resources": {"core": quota, "graphql": quota}}, {}
+        if path == "/repos/acme/app":
+            return 200, {"id": 1, "full_name": "acme/app", "default_branch": "main", "organization": {"login": "acme"}}, {}
+        if path == "/repos/acme/app/actions/runs":
+            page = int(query.get("page", 1))
+            headers = {}
+            if page < len(self.pages):
+                headers["Link"] = f'<{self.url}{path}?per_page=100&page={page + 1}>; rel="next"'
+            return 200, {"total_count": sum(map(len, self.pages)), "workflow_runs": self.pages[page - 1]}, headers
+        return 404, {"message": "Not Found"}, {}
+
+    def runs_requested(self) -> list[str | None]:
+        return [query.get("page") for path, query, _ in self.requests if path.endswith("/actions/runs")]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def workflow_run(run_id: int, created: str) -> dict:
+    return {"id": run_id, "name": "ci", "status": "completed", "created_at": created, "updated_at": created}
+
+
+def test_github_workflow_runs_read_with_custom_pagination(tmp_path, files):
+    """github 2.7.1's `workflow_runs` pages with its own WorkflowRunsPaginationStrategy (components.py): it follows
+    `Link: rel="next"` but stops once a page's oldest run is more than 32 days older than the slice start."""
+    from airbyte_cdk.models import (ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode,
+                                    SyncMode, Type)
+
+    fake = FakeGitHub([[workflow_run(3, "2024-05-03T00:00:00Z"), workflow_run(2, "2024-03-01T00:00:00Z")],
+                       [workflow_run(1, "2024-01-15T00:00:00Z")]])
+    try:
+        config = {**CONFIGS["airbyte-source-github"], "api_url": fake.url}
+        source = source_for(tmp_path, files, "airbyte-source-github", config)
+        stream = next(s for s in source.discover().streams if s.name == "workflow_runs")
+        catalog = ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
+            stream=stream, sync_mode=SyncMode.incremental, destination_sync_mode=DestinationSyncMode.append_dedup,
+            cursor_field=["updated_at"], primary_key=[["id"]])])
+
+        first = list(source.read(catalog, []))
+        assert [m.record.data["id"] for m in first if m.type == Type.RECORD] == [3, 2, 1]
+        assert fake.runs_requested() == [None, "2"]
+        assert all(h.get("Authorization") == "token t" for _, _, h in fake.requests)
+        state = [m.state for m in first if m.type == Type.STATE][-1]
+        assert state.stream.stream_state.__dict__["states"] == [
+            {"partition": {"repository": "acme/app"}, "cursor": {"updated_at": "2024-05-03T00:00:00Z"}}]
+
+        fake.requests.clear()
+        second = list(source.read(catalog, [state]))
+        # page 1's oldest run (2024-03-01) is > 32 days before the state (2024-05-03): the component stops paging
+        assert fake.runs_requested() == [None]
+        assert [m.record.data["id"] for m in second if m.type == Type.RECORD] == [3]  # the boundary record (>=)
+    finally:
+        fake.close()
