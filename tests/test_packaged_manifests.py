@@ -218,6 +218,23 @@ def test_check_failures_are_one_clean_line(tmp_path, files):
                                     "in the config.")
 
 
+def test_check_does_not_retry_custom_requesters(monkeypatch, tmp_path, files):
+    """asana's requests go through its own AsanaHttpRequester class, which the CDK's no-retry switch does not reach:
+    unpatched, its check retried an unreachable host 5 times (31 s)."""
+    import requests
+
+    attempts = []
+
+    def refuse(adapter, request, **kwargs):
+        attempts.append(request.url)
+        raise requests.exceptions.ConnectionError("connection refused (test)")
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", refuse)
+    ok, message = source_for(tmp_path, files, "airbyte-source-asana").check()
+    assert (ok, message) == (False, "stream projects: ConnectionError: connection refused (test)")
+    assert len(attempts) == 1 and attempts[0].startswith("https://app.asana.com/api/1.0/workspaces")
+
+
 def test_connector_tracebacks_and_backoff_lines_stay_out_of_stderr(tmp_path, files):
     """At the CLI's default verbosity a failing check leaves no traceback text and no `backoff` line on stderr."""
     code = textwrap.dedent("""

@@ -569,6 +569,21 @@ def _render_config_templates(manifest: dict, config: dict, fallback: int | None 
     return walk(manifest)
 
 
+def _custom_requesters_without_retries(node: Any, key: str | None = None) -> Any:
+    """A copy of a raw manifest with ``disable_retries`` on every custom requester, for a check. The CDK's switch
+    (see `build_declarative_source`) reaches only the requesters its factory builds; a custom requester class (asana's
+    ``AsanaHttpRequester``, an ``HttpRequester`` subclass) is built from its manifest keys alone and would retry an
+    unreachable host 5 times (31 s)."""
+    if isinstance(node, dict):
+        out = {k: _custom_requesters_without_retries(v, k) for k, v in node.items()}
+        if node.get("type") == "CustomRequester" or (key == "requester" and "class_name" in node):
+            out["disable_retries"] = True
+        return out
+    if isinstance(node, list):
+        return [_custom_requesters_without_retries(v) for v in node]
+    return node
+
+
 def _load_components_module(components_path: str | Path) -> str:
     """Import a standalone manifest's ``components.py`` under a unique module name; return that name.
 
@@ -648,7 +663,8 @@ def build_declarative_source(
       named ``source_declarative_manifest.components.X`` / ``components.X`` (see `_load_components_module`).
     * ``for_check``: no HTTP retries and no response cache. The CDK only offers that switch through its
       connector-builder ``limits`` (which also caps pages and slices - harmless for a check, which reads one
-      page): a check must answer in seconds, not after ten minutes of backoff on an unreachable host.
+      page), and custom requesters need it in the manifest (`_custom_requesters_without_retries`): a check must
+      answer in seconds, not after minutes of backoff on an unreachable host.
     * templated ``max_retries`` values are rendered against ``config`` first (see the module docstring).
 
     Build one source per sync. The CDK's HTTP cache for parent streams is process-wide unless
@@ -661,6 +677,8 @@ def build_declarative_source(
     if package is not None:
         register_package(*package)
     source_config = _render_config_templates(manifest, dict(config or {}), render_fallback)
+    if for_check:
+        source_config = _custom_requesters_without_retries(source_config)
     if components_path:
         module_name = _load_components_module(components_path)
         source_config = _rewrite_component_class_names(source_config, module_name)
