@@ -61,7 +61,8 @@ def _cdk_imported_without_logging_takeover():
 def connectors_cache() -> ConnectorCache:
     """The connectors cache the tests share: $INGEST_CONNECTORS_DIR, else <repo>/.cache/connectors (git-ignored).
     The first run downloads the wheels (uv); later runs are offline."""
-    return ConnectorCache(os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors", notify=lambda line: None)
+    root = os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors"
+    return ConnectorCache(root, notify=lambda line: None)
 
 
 @pytest.fixture(scope="session")
@@ -223,7 +224,8 @@ def test_connector_spec_includes_override_keys_and_package_required(jira_manifes
 def test_package_helpers_do_not_import_connector_or_cdk(jira_files, tmp_path):
     code = textwrap.dedent("""
         import sys, json
-        from ingest.sources.manifest import package_dir, load_package_manifest, connector_spec, apply_override, load_yaml_file
+        from ingest.sources.manifest import (package_dir, load_package_manifest, connector_spec, apply_override,
+                                             load_yaml_file)
         files = sys.argv[2]
         m = apply_override(load_package_manifest("source_jira", files), load_yaml_file(sys.argv[1]))
         spec = connector_spec("source_jira", m, files)

@@ -59,7 +59,8 @@ CONFIGS = {
 @pytest.fixture(scope="session")
 def connectors_cache() -> ConnectorCache:
     """The connectors cache the tests share: $INGEST_CONNECTORS_DIR, else <repo>/.cache/connectors (git-ignored)."""
-    return ConnectorCache(os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors", notify=lambda line: None)
+    root = os.environ.get("INGEST_CONNECTORS_DIR") or REPO / ".cache" / "connectors"
+    return ConnectorCache(root, notify=lambda line: None)
 
 
 @pytest.fixture(scope="session")
@@ -74,7 +75,8 @@ def _cdk_imported_without_logging_takeover():
     import_cdk()
 
 
-def source_for(tmp_path: Path, files: dict[str, Path], package: str, config: dict | None = None, **kwargs) -> InProcessSource:
+def source_for(tmp_path: Path, files: dict[str, Path], package: str, config: dict | None = None,
+               **kwargs) -> InProcessSource:
     """An InProcessSource for a `source: <package>` block (config set directly: resolving it is config.py's job)."""
     name = package.removeprefix("airbyte-source-").replace("-", "_")
     path = tmp_path / f"{name}.yaml"
@@ -116,7 +118,8 @@ def test_schemas_with_refs_to_shared_files_resolve(tmp_path, files):
     catalog = source_for(tmp_path, files, "airbyte-source-stripe").discover()
     accounts = next(s for s in catalog.streams if s.name == "accounts").json_schema
     assert "$ref" not in json.dumps(accounts)
-    address = json.loads((files["airbyte-source-stripe"] / "source_stripe" / "schemas" / "shared" / "address.json").read_text())
+    shared = files["airbyte-source-stripe"] / "source_stripe" / "schemas" / "shared"
+    address = json.loads((shared / "address.json").read_text())
     assert accounts["properties"]["company"]["properties"]["address"]["properties"] == address["properties"]
 
 

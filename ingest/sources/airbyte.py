@@ -86,7 +86,7 @@ class InProcessSource(Source):
         config = copy.deepcopy(self.block.config)  # some connectors mutate their config
         components = self.block.spec.components
         source = mf.build_declarative_source(
-            copy.deepcopy(self.manifest()), catalog=catalog, config=config, state=state or [],
+            self.manifest(), catalog=catalog, config=config, state=state or [],  # (it builds from a copy)
             components_path=self.block.path(components) if components else None,
             package=(self.module, self.files_dir) if self.module else None,
             for_check=for_check,
@@ -173,10 +173,11 @@ def _within(seconds: float, fn: Callable[[], T]) -> T:
     return box["value"]
 
 
-_NOT_AVAILABLE = re.compile(
+# How the CDK's CheckStream words a failure (CDK 7.39), and what the user is told instead.
+_STREAM_FAILED = re.compile(
     r"^(?:Encountered an error while checking availability of stream (?P<a>\S+)\. Error: "
     r"|Stream (?P<b>\S+) is not available: )")
-_ENCOUNTERED = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
+_OTHER_FAILURE = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
 _UNKNOWN_CHECK_STREAM = re.compile(r"(?P<name>\S+) is not part of the catalog\. Expected one of ")
 _EXHAUSTED = "Exhausted available request attempts. Please see logs for more details. Exception: "
 _HOST_PORT = re.compile(r"host='(?P<host>[^']+)', port=(?P<port>\d+)")
@@ -192,28 +193,35 @@ _CONNECTION_PROBLEMS = (
 
 
 def _check_message(raw: str) -> str:
-    """One clean line from the CDK's check failure: the CDK hands back ``repr(error)`` (a quoted Python string)
+    """One clean line from the CDK's check failure. The CDK hands back ``repr(error)`` (a quoted Python string)
     wrapped around a requests exception's text; users get 'stream projects: cannot connect to
     jira.example.com:443 (connection refused)', never quotes, object reprs or tracebacks."""
-    text = raw.strip()
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        try:
-            text = str(ast.literal_eval(text))
-        except (ValueError, SyntaxError):
-            text = text[1:-1]
-    text = text.split("Error traceback:")[0]
+    text = _unquoted(raw.strip()).split("Error traceback:")[0]
     if unknown := _UNKNOWN_CHECK_STREAM.search(text):  # zendesk-support 4.9.1's check names `Tags`, not `tags`
         return f"the manifest's check names stream {unknown.group('name')!r}, which this connector does not have"
-    stream = None
-    match = _NOT_AVAILABLE.match(text)
-    if match:
-        stream, text = match.group("a") or match.group("b"), text[match.end():]
-    elif match := _ENCOUNTERED.match(text):
-        text = f"{match.group('action')}: {text[match.end():]}"
+    subject, text = _subject(text)
     text = text.replace(_EXHAUSTED, "")
-    text = _connection_problem(text) or text.replace("HTTP Status Code: ", "HTTP ").replace(". Error: ", ": ", 1)
-    text = " ".join(text.split())
-    return REDACTOR.redact(f"stream {stream}: {text}" if stream else text)
+    detail = _connection_problem(text) or text.replace("HTTP Status Code: ", "HTTP ").replace(". Error: ", ": ", 1)
+    return REDACTOR.redact(" ".join((f"{subject}: {detail}" if subject else detail).split()))
+
+
+def _unquoted(text: str) -> str:
+    """The string a Python repr stands for ("'Encountered ...'" -> "Encountered ..."); other text as it is."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        try:
+            return str(ast.literal_eval(text))
+        except (ValueError, SyntaxError):
+            return text[1:-1]
+    return text
+
+
+def _subject(text: str) -> tuple[str | None, str]:
+    """What failed ('stream projects', 'discovering streams') and the rest of the CDK's message."""
+    if match := _STREAM_FAILED.match(text):
+        return f"stream {match.group('a') or match.group('b')}", text[match.end():]
+    if match := _OTHER_FAILURE.match(text):
+        return match.group("action"), text[match.end():]
+    return None, text
 
 
 def _connection_problem(text: str) -> str | None:

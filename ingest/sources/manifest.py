@@ -419,9 +419,9 @@ def in_process_blocker(files_dir: str | Path, module_name: str, manifest: dict) 
 
     Offline and config-free, so it can run at install time: the manifest's ``version`` must not be newer than the
     runner's CDK, the manifest must pass the CDK's own construction (``$ref`` resolution and validation against
-    the CDK's component schema), and every ``class_name`` the manifest uses must import from ``files_dir``. It does
-    not prove that a custom component works at run time (gitlab's router calls a removed CDK API only when it
-    slices).
+    the CDK's component schema), and every ``class_name`` the manifest uses must import from ``files_dir`` (so the
+    package is registered, `register_package`). It does not prove that a custom component works at run time
+    (gitlab's router calls a removed CDK API only when it slices). ``manifest`` is not modified.
     """
     runner = runner_cdk_version()
     written = manifest_cdk_version(manifest)
@@ -519,7 +519,8 @@ def _import_problem(class_name: str, runner: str) -> str | None:
             what = f"{missing}.{symbol}" if symbol else missing
             return f"component {class_name} imports {what} which CDK {major} no longer has"
         if missing and not missing.startswith(module_name.split(".")[0]):
-            return f"component {class_name} needs the Python package {missing.split('.')[0]!r}, which the runner does not have"
+            package = missing.split(".")[0]
+            return f"component {class_name} needs the Python package {package!r}, which the runner does not have"
         return f"component {class_name} does not import: {_one_line(str(exc))}"
     except Exception as exc:  # noqa: BLE001 - any error while importing connector code
         return f"component {class_name} fails while importing: {type(exc).__name__}: {_one_line(str(exc))}"
@@ -653,7 +654,8 @@ def build_declarative_source(
     for_check: bool = False,
     render_fallback: int | None = None,
 ):
-    """Build an airbyte_cdk ``ConcurrentDeclarativeSource`` from a (raw, already overridden) manifest dict.
+    """Build an airbyte_cdk ``ConcurrentDeclarativeSource`` from a (raw, already overridden) manifest dict, which
+    is not modified (the CDK gets a copy).
 
     * ``state`` goes to the constructor (state passed only to ``read()`` is ignored by the CDK).
     * ``catalog`` is a ``ConfiguredAirbyteCatalog`` (or None for spec/check/discover).
