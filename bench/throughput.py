@@ -1,25 +1,31 @@
 #!/usr/bin/env python
-"""Throughput benchmark: raw in-process airbyte-source-faker read vs `ingest run` of the same block into DuckDB.
+"""Throughput benchmark: raw in-process airbyte-source-faker read vs `ingest run` of the same block into DuckDB,
+and vs the isolated runtime's read (ingest/sources/isolated.py).
 
 One run measures, on the same workload (stream `users`, `count` records, seed 1, 1,000 records per slice,
-parallelism 1), interleaved (raw, ingest, raw, ingest, ...), each case in its own fresh subprocess:
+parallelism 1), interleaved (raw, case, raw, case, ...), each case in its own fresh subprocess:
 
-  raw     build source_faker.SourceFaker(), discover, configure `users` incremental/append,
-          iterate source.read(logger, config, catalog, []) and count + drop the records (the limit);
-  ingest  `ingest run bench` through the real CLI entry point (ingest.cli.main) -- or, with --mode manager,
-          AirbyteManager(load_project(path)).run("bench") -- into a fresh DuckDB file.
+  raw       in faker's own environment (--connector-python; the runner's CDK 7 cannot import faker): build
+            source_faker.SourceFaker(), discover, configure `users` incremental/append, iterate
+            source.read(logger, config, catalog, []) and count + drop the records (the limit);
+  ingest    `ingest run bench` through the real CLI entry point (ingest.cli.main) -- or, with --mode manager,
+            AirbyteManager(load_project(path)).run("bench") -- into a fresh DuckDB file;
+  isolated  in the runner's environment: IsolatedSource(<faker env python>, ...).discover(), then read() of the same
+            catalog, counting records (RecordBatch) and STATE messages, no destination.
 
 Timed "data phase" (inside the child, so interpreter start, imports and discover are excluded):
-  raw     from the call to source.read() until the iterator is exhausted;
-  ingest  AirbyteManager._sync (reading + writer thread + final flush/commit), via a timing wrapper that does not
-          change behaviour.
+  raw       from the call to source.read() until the iterator is exhausted;
+  ingest    AirbyteManager._sync (reading + writer thread + final flush/commit), via a timing wrapper that does not
+            change behaviour;
+  isolated  from the call to read() until the iterator is exhausted (includes starting the connector process).
 Peak RSS: the parent samples the child's process tree with psutil (sum of RSS of the child and all descendants,
 incl. faker's multiprocessing worker) every --sample-ms; the child also reports ru_maxrss (self / children).
 Correctness: after every ingest run the parent counts rows (and distinct ids) in the DuckDB table and requires them
-to equal the records produced by the raw read in the same pair.
+to equal the records produced by the raw read in the same pair; an isolated read must count the same records.
 
-Usage:  python bench/throughput.py [--count 150000] [--repeat 3] [--mode cli|manager] [--write default|append|dedup]
-        [--variant LABEL=bench/experiments/x.py[,...]] [--quiet-wait 60] [--json out.json]   (see bench/README.md)
+Usage:  python bench/throughput.py [--case ingest|isolated ...] [--count 150000] [--repeat 3] [--mode cli|manager]
+        [--write default|append|dedup] [--variant LABEL=bench/experiments/x.py[,...]] [--connector-python PATH]
+        [--quiet-wait 60] [--json out.json]   (see bench/README.md)
 Exit code: 0 targets met and correct, 1 a target missed, 2 a correctness check failed or a child failed.
 """
 from __future__ import annotations
@@ -39,12 +45,39 @@ HERE = Path(__file__).resolve()
 REPO = HERE.parent.parent
 BLOCK, STREAM = "bench", "users"
 TABLE = f"{BLOCK}_{STREAM}"
-TARGET_THROUGHPUT = 0.9  # ingest records/s >= 0.9 x raw
-TARGET_RSS = 1.3  # ingest peak RSS <= 1.3 x raw
+TARGET_THROUGHPUT = {"ingest": 0.9, "isolated": 0.85}  # case records/s >= target x raw (isolated: the floor for
+TARGET_RSS = 1.3  # case peak RSS <= 1.3 x raw                  # the whole isolated `ingest run`, so well above it)
+FAKER = "airbyte-source-faker==7.2.1"
 
 
 def faker_config(count: int) -> dict:
     return {"count": count, "seed": 1, "records_per_slice": 1000, "parallelism": 1, "always_updated": False}
+
+
+def users_catalog(catalog):
+    """`users` configured incremental/append, built with whichever airbyte_cdk.models this interpreter has."""
+    from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode
+
+    stream = next(s for s in catalog.streams if s.name == STREAM)
+    return ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
+        stream=stream, sync_mode=SyncMode.incremental, destination_sync_mode=DestinationSyncMode.append,
+        cursor_field=stream.default_cursor_field or None,
+    )])
+
+
+def connector_python(path: str | None) -> str:
+    """faker's own environment (the runner's CDK 7 can no longer import it): --connector-python, or one built once
+    with uv in ~/.cache/ingest-bench."""
+    if path:
+        return path
+    env = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ingest-bench" / FAKER.replace("==", "-")
+    python = env / "bin" / "python"
+    if not python.exists():
+        uv = Path(sys.executable).with_name("uv")
+        print(f"building {FAKER} in {env} ...", flush=True)
+        subprocess.run([str(uv), "venv", "-q", "--python", sys.executable, str(env)], check=True)
+        subprocess.run([str(uv), "pip", "install", "-q", "--python", str(python), FAKER], check=True)
+    return str(python)
 
 
 # ====================================================================== children (each in a fresh interpreter)
@@ -65,19 +98,12 @@ def child_raw(args) -> dict:
     import logging
 
     import source_faker
-    from airbyte_cdk.models import (
-        ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode, Type,
-    )
+    from airbyte_cdk.models import Type
 
     logger = logging.getLogger("airbyte")
     config = faker_config(args.count)
     source = source_faker.SourceFaker()
-    catalog = source.discover(logger, config)
-    stream = next(s for s in catalog.streams if s.name == STREAM)
-    configured = ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
-        stream=stream, sync_mode=SyncMode.incremental, destination_sync_mode=DestinationSyncMode.append,
-        cursor_field=stream.default_cursor_field or None,
-    )])
+    configured = users_catalog(source.discover(logger, config))
     records = states = 0
     RECORD, STATE = Type.RECORD, Type.STATE
     setup_s = time.perf_counter() - args.t_start
@@ -97,6 +123,46 @@ def child_raw(args) -> dict:
     }
 
 
+def child_isolated(args) -> dict:
+    import resource
+
+    _run_patches(args)
+    from airbyte_cdk.models import Type
+
+    from ingest.sources.isolated import IsolatedSource
+
+    source = IsolatedSource(args.connector_python, FAKER.partition("==")[0], faker_config(args.count), label="bench")
+    configured = users_catalog(source.discover())
+    records = states = 0
+    STATE = Type.STATE
+    setup_s = time.perf_counter() - args.t_start
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)  # discover's child is not part of the data phase
+    cpu0, pcpu0 = time.thread_time(), time.process_time()
+    t0 = time.perf_counter()
+    for message in source.read(configured, []):
+        t = message.type
+        if t == "RECORD_BATCH":
+            if message.stream == STREAM:
+                records += len(message.records)
+        elif t == STATE:
+            states += 1
+    seconds = time.perf_counter() - t0
+    usage = _rusage()
+    usage["cpu_children_s"] -= before.ru_utime + before.ru_stime
+    return {
+        "records": records, "states": states, "seconds": seconds, "setup_s": setup_s,
+        "cpu_reader_s": time.thread_time() - cpu0, "cpu_process_s": time.process_time() - pcpu0, **usage,
+    }
+
+
+def _run_patches(args) -> None:
+    """Experiments: monkeypatches (--patch / --variant files) applied before anything is timed."""
+    import runpy
+
+    for patch in args.patch or []:
+        runpy.run_path(patch, run_name="__bench_patch__")
+
+
 def child_ingest(args) -> dict:
     import threading
 
@@ -104,10 +170,7 @@ def child_ingest(args) -> dict:
     from ingest.destinations import duckdb as D
     from ingest.destinations import typing as T
 
-    for patch in args.patch or []:  # experiments: monkeypatches applied before the timing wrappers below
-        import runpy
-
-        runpy.run_path(patch, run_name="__bench_patch__")
+    _run_patches(args)  # before the timing wrappers below
 
     diag = {"to_arrow_s": 0.0, "db_write_s": 0.0, "batches": 0, "db_writes": 0, "submit_blocked_s": 0.0, "writer_cpu_s": 0.0}
     box: dict = {}
@@ -265,7 +328,9 @@ def run_child(case: str, args, workdir: Path, tag: str, project: Path | None = N
     busy_before = wait_for_quiet(args) if args.quiet_wait > 0 else None
 
     out = workdir / f"{tag}.json"
-    cmd = [sys.executable, str(HERE), "--child", case, "--count", str(args.count), "--out", str(out), "--mode", args.mode]
+    python = args.connector_python if case == "raw" else sys.executable
+    cmd = [python, str(HERE), "--child", case, "--count", str(args.count), "--out", str(out), "--mode", args.mode,
+           "--connector-python", args.connector_python]
     for patch in patches:
         cmd += ["--patch", str(Path(patch).resolve())]
     if project is not None:
@@ -324,15 +389,18 @@ def med(xs):
 
 def main_parent(args) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
-    # the cases: raw, then ingest (with --patch files, if any), then every --variant LABEL=FILE[,FILE]
-    variants: list[tuple[str, list[str]]] = [("ingest", list(args.patch or []))]
+    args.connector_python = connector_python(args.connector_python)
+    # the cases: raw, then each --case (with --patch files, if any), then every --variant LABEL=FILE[,FILE] (a
+    # variant of the first --case)
+    cases = args.case or ["isolated"]
+    variants: list[tuple[str, str, list[str]]] = [(case, case, list(args.patch or [])) for case in cases]
     for v in args.variant or []:
         label, _, files = v.partition("=")
-        variants.append((label, [f for f in files.split(",") if f]))
-    print(f"workload: airbyte-source-faker stream {STREAM!r}, {faker_config(args.count)}")
+        variants.append((cases[0], label, [f for f in files.split(",") if f]))
+    print(f"workload: {FAKER} ({args.connector_python}) stream {STREAM!r}, {faker_config(args.count)}")
     print(f"ingest via {'CLI (ingest.cli.main: ingest -c … run bench)' if args.mode == 'cli' else 'AirbyteManager.run'}, "
           f"write={args.write}; cases: raw, " + ", ".join(f"{lbl}{' (' + ', '.join(Path(f).name for f in fs) + ')' if fs else ''}"
-                                                      for lbl, fs in variants)
+                                                      for _, lbl, fs in variants)
           + f"; {args.repeat} interleaved repetition(s); scratch dir {workdir}")
     print(f"load average at start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])} ({os.cpu_count()} cores)\n")
     reps: list[dict[str, dict]] = []
@@ -345,30 +413,10 @@ def main_parent(args) -> int:
             if "error" in raw:
                 problems.append(f"rep {i} raw: {raw['error']}\n{raw.get('stderr_tail', '')}")
             order = variants[i % len(variants):] + variants[: i % len(variants)]  # rotate: no variant always runs first
-            for label, patches in order:
-                tag = f"{label}{i}".replace("/", "_")
-                db = workdir / f"{tag}.duckdb"
-                (workdir / f"p_{tag}").mkdir()
-                project = write_project(workdir / f"p_{tag}", args.count, db, args.write)
-                ing = rep[label] = run_child("ingest", args, workdir, tag, project, patches)
-                if db.exists() and "error" not in ing:
-                    ing.update(check_db(db))
-                if "error" in ing:
-                    problems.append(f"rep {i} {label}: {ing['error']}\n{ing.get('stderr_tail', '')}")
-                elif "error" not in raw:
-                    expect = raw.get("records")
-                    checks = {
-                        "raw records == --count": raw.get("records") == args.count,
-                        "ingest records == raw records": ing.get("records") == expect,
-                        "DuckDB rows == raw records": ing.get("db_rows") == expect,
-                        "DuckDB distinct ids == raw records": ing.get("db_ids") == expect,
-                        "run status succeeded": ing.get("run_status") == "succeeded" and ing.get("exit_code") == 0,
-                    }
-                    ing["checks"] = checks
-                    problems += [f"rep {i} {label}: check failed: {k} (raw {expect}, ingest {ing.get('records')}, "
-                                 f"db rows {ing.get('db_rows')}, ids {ing.get('db_ids')}, status {ing.get('run_status')})"
-                                 for k, ok in checks.items() if not ok]
-                _report_line(i, label, ing)
+            for case, label, patches in order:
+                result = rep[label] = run_case(case, args, workdir, f"{label}{i}".replace("/", "_"), patches)
+                problems += check_case(case, label, i, raw, result, args)
+                _report_line(i, label, result)
             reps.append(rep)
     finally:
         if args.json:
@@ -376,7 +424,44 @@ def main_parent(args) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print(f"load average at end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-    return _summary(args, reps, [lbl for lbl, _ in variants], problems)
+    return _summary(args, reps, [(case, lbl) for case, lbl, _ in variants], problems)
+
+
+def run_case(case: str, args, workdir: Path, tag: str, patches: list[str]) -> dict:
+    if case == "isolated":
+        return run_child("isolated", args, workdir, tag, patches=patches)
+    db = workdir / f"{tag}.duckdb"
+    (workdir / f"p_{tag}").mkdir()
+    project = write_project(workdir / f"p_{tag}", args.count, db, args.write)
+    result = run_child("ingest", args, workdir, tag, project, patches)
+    if db.exists() and "error" not in result:
+        result.update(check_db(db))
+    return result
+
+
+def check_case(case: str, label: str, i: int, raw: dict, result: dict, args) -> list[str]:
+    """Correctness of one run against the raw read of the same pair; the problems found."""
+    if "error" in result:
+        return [f"rep {i} {label}: {result['error']}\n{result.get('stderr_tail', '')}"]
+    if "error" in raw:
+        return []
+    expect = raw.get("records")
+    checks = {
+        "raw records == --count": raw.get("records") == args.count,
+        f"{case} records == raw records": result.get("records") == expect,
+    }
+    if case == "ingest":
+        checks.update({
+            "DuckDB rows == raw records": result.get("db_rows") == expect,
+            "DuckDB distinct ids == raw records": result.get("db_ids") == expect,
+            "run status succeeded": result.get("run_status") == "succeeded" and result.get("exit_code") == 0,
+        })
+    else:
+        checks["STATE messages == raw STATE messages"] = result.get("states") == raw.get("states")
+    result["checks"] = checks
+    return [f"rep {i} {label}: check failed: {k} (raw {expect}, {label} {result.get('records')}, db rows "
+            f"{result.get('db_rows')}, ids {result.get('db_ids')}, status {result.get('run_status')}, states "
+            f"{result.get('states')} vs raw {raw.get('states')})" for k, ok in checks.items() if not ok]
 
 
 def _report_line(i: int, label: str, r: dict) -> None:
@@ -394,8 +479,9 @@ def _report_line(i: int, label: str, r: dict) -> None:
           f"CPU {1e6 * r['cpu_total_s'] / r['records']:5.1f} µs/rec  other load {r['external_cores']:.1f} cores{extra}", flush=True)
 
 
-def _summary(args, reps, labels, problems) -> int:
+def _summary(args, reps, case_labels: list[tuple[str, str]], problems) -> int:
     print()
+    labels = [label for _, label in case_labels]
     good = [rep for rep in reps if all("error" not in r for r in rep.values()) and len(rep) == len(labels) + 1]
     if not good:
         print("no repetition where every case succeeded")
@@ -438,22 +524,25 @@ def _summary(args, reps, labels, problems) -> int:
         print(line)
     print()
     exit_code = 0
-    for c in labels:
+    for case, c in case_labels:
         tp = [rep[c]["rps"] / rep["raw"]["rps"] for rep in good]
         rss = [rep[c]["peak_tree_rss_mb"] / rep["raw"]["peak_tree_rss_mb"] for rep in good]
-        tp_ok, rss_ok = med(tp) >= TARGET_THROUGHPUT, med(rss) <= TARGET_RSS
-        print(f"{c}: throughput ingest/raw per repetition {', '.join(f'{x:.2f}' for x in tp)} -> median {med(tp):.2f} "
-              f"(target >= {TARGET_THROUGHPUT}) {'PASS' if tp_ok else 'FAIL'}")
+        target = TARGET_THROUGHPUT[case]
+        tp_ok, rss_ok = med(tp) >= target, med(rss) <= TARGET_RSS
+        print(f"{c}: throughput {c}/raw per repetition {', '.join(f'{x:.2f}' for x in tp)} -> median {med(tp):.2f} "
+              f"(target >= {target}) {'PASS' if tp_ok else 'FAIL'}")
         clean = [rep[c]["rps"] / rep["raw"]["rps"] for rep in good
                  if max(rep[c].get("external_cores") or 0, rep["raw"].get("external_cores") or 0) < args.clean_load]
         print(f"{' ' * len(c)}  throughput on clean pairs only (other load < {args.clean_load} cores during both runs): "
               + (f"{', '.join(f'{x:.2f}' for x in clean)} -> median {med(clean):.2f}" if clean else "none"))
-        print(f"{' ' * len(c)}  peak RSS ingest/raw per repetition {', '.join(f'{x:.2f}' for x in rss)} -> median {med(rss):.2f} "
+        print(f"{' ' * len(c)}  peak RSS {c}/raw per repetition {', '.join(f'{x:.2f}' for x in rss)} -> median {med(rss):.2f} "
               f"(target <= {TARGET_RSS}) {'PASS' if rss_ok else 'FAIL'}")
         runs = [rep[c] for rep in reps if c in rep]
         n_ok = sum(1 for r in runs if r.get("checks") and all(r["checks"].values()))
-        print(f"{' ' * len(c)}  correctness: {n_ok}/{len(reps)} runs with DuckDB rows == distinct ids == raw records "
-              f"== {args.count:,} and status succeeded {'PASS' if n_ok == len(reps) else 'FAIL'}")
+        what = ("DuckDB rows == distinct ids == raw records == {:,} and status succeeded" if case == "ingest"
+                else "records == raw records == {:,} and as many STATE messages as raw")
+        print(f"{' ' * len(c)}  correctness: {n_ok}/{len(reps)} runs with {what.format(args.count)} "
+              f"{'PASS' if n_ok == len(reps) else 'FAIL'}")
         if c == labels[0] and not (tp_ok and rss_ok):
             exit_code = 1
     for p in problems:
@@ -463,8 +552,13 @@ def _summary(args, reps, labels, problems) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", action="append", choices=["ingest", "isolated"],
+                   help="what to pair with raw; repeatable (default: isolated -- `ingest` needs the manager to run "
+                        "faker isolated). The exit code is judged on the first")
+    p.add_argument("--connector-python", metavar="PATH",
+                   help=f"python of an environment with {FAKER} (default: built once with uv in ~/.cache/ingest-bench)")
     p.add_argument("--count", type=int, default=150_000, help="faker records (default 150000, like the anchors)")
-    p.add_argument("--repeat", type=int, default=3, help="interleaved raw/ingest pairs (default 3)")
+    p.add_argument("--repeat", type=int, default=3, help="interleaved repetitions of raw + every case (default 3)")
     p.add_argument("--mode", choices=["cli", "manager"], default="cli",
                    help="ingest through the CLI entry point (default) or AirbyteManager.run")
     p.add_argument("--write", choices=["default", "append", "dedup"], default="default",
@@ -484,11 +578,11 @@ def main() -> int:
                    help="also report throughput ratios over the pairs where other processes used < this many cores "
                         "(default 0.3)")
     p.add_argument("--variant", action="append", metavar="LABEL=FILE[,FILE]",
-                   help="an extra ingest case with these patch files, run in every repetition next to the plain "
+                   help="an extra case (a variant of the first --case) with these patch files, run in every repetition next to the plain "
                         "one (paired comparison of changes); repeatable. Exit code is judged on the plain case")
     p.add_argument("--json", help="also write every measurement to this JSON file")
     p.add_argument("--keep", action="store_true", help="keep the scratch dir (DuckDB files, child logs)")
-    p.add_argument("--child", choices=["raw", "ingest"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["raw", "ingest", "isolated"], help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("--project", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -496,7 +590,7 @@ def main() -> int:
         return main_parent(args)
     args.t_start = T_START
     try:
-        result = (child_raw if args.child == "raw" else child_ingest)(args)
+        result = {"raw": child_raw, "ingest": child_ingest, "isolated": child_isolated}[args.child](args)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
         import traceback
 
