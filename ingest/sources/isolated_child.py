@@ -25,12 +25,12 @@ Protocol (the parent, ingest/sources/isolated.py, holds the other half; keep the
 from __future__ import annotations
 
 import ctypes
-import importlib
 import importlib.metadata
 import io
 import json
 import logging
 import os
+import re
 import signal
 import struct
 import sys
@@ -48,6 +48,7 @@ RECORD_BATCH, MESSAGE, ERROR = b"R", b"M", b"E"
 EXIT_ERROR, EXIT_BROKEN_PIPE = 1, 3
 MESSAGE_TYPES = {"RECORD", "STATE", "LOG", "TRACE", "CATALOG", "SPEC", "CONNECTION_STATUS", "CONTROL"}
 TRACEBACK_MARKERS = ("Error traceback:", "Traceback (most recent call last):")
+EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*: ")  # `ValueError: ...`, `requests.exceptions.ConnectionError: ...`
 PR_SET_PDEATHSIG = 1
 
 
@@ -92,20 +93,26 @@ def loads(text):
 
 
 def without_traceback(text: str) -> str:
-    """The CDK appends whole tracebacks to log and error texts ("Error traceback: ..."): 40-100 lines a user cannot
-    act on (the runner asks for them only at debug verbosity). Keep the text before the traceback and the
-    traceback's last line, which names the error, unless the text already says it."""
+    """The CDK appends whole tracebacks to log and error texts ("Error traceback: ..."), or sends one as the text:
+    40-100 lines a user cannot act on (the runner asks for them only at debug verbosity). Keep the text before the
+    traceback and the line that names the error, unless the text already says it."""
     cut = min((i for i in (text.find(m) for m in TRACEBACK_MARKERS) if i >= 0), default=-1)
     if cut < 0:
         return text
-    head = text[:cut].rstrip(" :\n")
-    lines = [line.strip() for line in text[cut:].splitlines() if line.strip()]
-    last = lines[-1] if len(lines) > 1 else ""
+    head, error = text[:cut].rstrip(" :\n"), error_line(text[cut:])
     if not head:
-        return last or text
-    if not last or last.split(": ", 1)[-1] in head:
+        return error or text
+    if not error or error.split(": ", 1)[-1] in head:
         return head
-    return f"{head} {last}" if head.endswith((".", "!", "?")) else f"{head}: {last}"
+    return f"{head} {error}" if head.endswith((".", "!", "?")) else f"{head}: {error}"
+
+
+def error_line(traceback_text: str) -> str:
+    """The last `SomeError: message` line of a traceback (chained exceptions: the last one raised). Not simply the
+    last line: exception texts may go on over several lines (e.g. the CDK's file-based errors end in `stream=x`)."""
+    lines = [line.strip() for line in traceback_text.splitlines() if line.strip() and not line[:1].isspace()]
+    errors = [line for line in lines if EXCEPTION_LINE.match(line)]
+    return errors[-1] if errors else (lines[-1] if lines else "")
 
 
 class FrameWriter:
