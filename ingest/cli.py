@@ -218,6 +218,26 @@ def install(ctx, blocks, upgrade):
 
 
 @main.command()
+@click.argument("connector")
+@click.option("--team", required=True, help="The team that owns the block (who hears when it breaks).")
+@click.option("--name", help="Block name (default: from the connector, e.g. zendesk_support).")
+@click.option("--stream", "streams", multiple=True, help="Streams to sync (repeatable; default: the first, others listed as comments).")
+@click.pass_context
+def add(ctx, connector, team, name, streams):
+    """Append a block for CONNECTOR ('stripe', 'airbyte-source-stripe' or 'airbyte-source-stripe==5.14.1') to
+    connectors.yaml, pinned to that release (default: the newest), with its required config, secrets as ${...}
+    references and its optional settings as comments. Then: export the secrets, `ingest validate`, `ingest check`."""
+    from .sources.scaffold import add_block
+
+    written, text = add_block(ctx.obj["config"], connector, team, name=name, streams=list(streams),
+                              notify=lambda line: click.echo(f"  ⋯ {line}", err=True))
+    click.echo(text.rstrip("\n"))
+    click.echo(f"\nadded block {written!r} to {ctx.obj['config']}. Next: set the ${{...}} secrets above, then "
+               f"`ingest validate {written}` and `ingest check {written}`; `ingest install {written}` locks the release.",
+               err=True)
+
+
+@main.command()
 @click.argument("block")
 @click.pass_context
 def spec(ctx, block):

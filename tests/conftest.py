@@ -121,3 +121,11 @@ def connectors_cache() -> Path:
         if kind == "venv":
             cache.ensure_venv(package, version)
     return CONNECTORS_DIR
+
+
+def prepared(block):
+    """`block` as `run`/`check` see it: release fetched, secrets resolved, config checked against the spec."""
+    from ingest.sources.connector import prepare
+
+    prepare(block)
+    return block

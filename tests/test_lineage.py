@@ -28,13 +28,14 @@ from pathlib import Path
 import attr
 import pytest
 
-from ingest.config import load_project, resolve_block
+from ingest.config import load_project
 from ingest.destinations.base import RunRecord, StreamTarget
 from ingest.errors import SyncError
 from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid,
                             source_namespace)
 from ingest.manager import StreamResult
 
+from .conftest import prepared
 from .fakes.lineage_receiver import ENDPOINT, LineageReceiver, closed_port, silent_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ def project(tmp_path, monkeypatch):
 
 def make_run(project, block_name: str, streams: list[str], *, staged: tuple[str, ...] = (), rows: int = 5,
              destination: str | None = None):
-    block = resolve_block(project.block(block_name))
+    block = prepared(project.block(block_name))
     run = RunRecord(run_id="20250102T030405Z-abc123", block=block.name, team=block.team, streams=list(streams),
                     started_at=dt.datetime(2025, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
                     destination=destination or f"duckdb:{project.path.parent / 'warehouse.duckdb'}")
@@ -414,16 +415,16 @@ def test_a_sync_that_fails_before_its_streams_are_known_still_reports_fail(proje
 def test_source_namespaces(project):
     from ingest.secrets import REDACTOR
 
-    assert source_namespace(resolve_block(project.block("jira"))) == "jira://acme.atlassian.net"
+    assert source_namespace(prepared(project.block("jira"))) == "jira://acme.atlassian.net"
     assert REDACTOR.redact("acme.atlassian.net") == "****"  # a resolved reference, yet the namespace keeps the host
-    assert source_namespace(resolve_block(project.block("jira_local"))) == "http://127.0.0.1:8089"
-    assert source_namespace(resolve_block(project.block("demo"))) == "airbyte-source-faker://local"
-    assert source_namespace(resolve_block(project.block("pricing"))) == "https://api.greenscreens.ai"
-    assert source_namespace(resolve_block(project.block("safety"))) == "https://mobile.fmcsa.dot.gov"
+    assert source_namespace(prepared(project.block("jira_local"))) == "http://127.0.0.1:8089"
+    assert source_namespace(prepared(project.block("demo"))) == "airbyte-source-faker://local"
+    assert source_namespace(prepared(project.block("pricing"))) == "https://api.greenscreens.ai"
+    assert source_namespace(prepared(project.block("safety"))) == "https://mobile.fmcsa.dot.gov"
 
 
 def test_a_base_url_never_brings_its_credentials_along(project):
-    block = resolve_block(project.block("jira_local"))
+    block = prepared(project.block("jira_local"))
     block.config = {**block.config, "base_url": f"https://me:{API_TOKEN}@jira.internal:8443/jira?token={API_TOKEN}"}
     assert source_namespace(block) == "https://jira.internal:8443"
 

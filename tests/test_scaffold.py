@@ -297,3 +297,23 @@ def test_append_keeps_windows_line_endings(tmp_path):
     scaffold.append_block(path, text)
     assert path.read_bytes() == (existing + "\r\n" + text.replace("\n", "\r\n")).encode()
     assert set(load_project(path).blocks) == {"demo", "other"}
+
+
+def test_ingest_add_then_validate_through_the_cli(tmp_path):
+    """A newcomer's path: `ingest add` into a new connectors.yaml, `ingest validate` (a pull-request check: unset
+    secrets are warnings), `--require-secrets` names each one, and the written block runs nothing by itself."""
+    from .conftest import run_cli
+
+    r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "issues"], tmp_path)
+    assert r.code == 0, r.output
+    assert "source: airbyte-source-jira==4.0.0" in r.stdout and "added block 'jira'" in r.stderr
+    assert load_project(tmp_path / "connectors.yaml").block("jira").team == "fraud"
+    r = run_cli(["validate"], tmp_path)
+    assert r.code == 0, r.output
+    assert "ok    jira" in r.stdout and "JIRA_API_TOKEN" in r.stdout
+    r = run_cli(["validate", "--require-secrets"], tmp_path)
+    assert r.code == 2 and "JIRA_API_TOKEN" in r.stderr, r.output
+    r = run_cli(["add", "jira==4.0.0", "--team", "fraud"], tmp_path)
+    assert r.code == 2 and "a block of that name exists" in r.stderr, r.output
+    r = run_cli(["add", "no such thing!", "--team", "fraud"], tmp_path)
+    assert r.code == 2 and "expected a name like" in r.stderr, r.output

@@ -239,8 +239,10 @@ def test_failed_sync_against_unreachable_jira_never_shows_the_secret(tmp_path: P
 
 
 def test_resolved_and_literal_secrets_are_registered(tmp_path: Path, monkeypatch):
-    from ingest.config import load_project, resolve_block
+    from ingest.config import load_project
     from ingest.errors import ConfigError
+
+    from .conftest import prepared
 
     resolved = "res-SECRET-resolved-4711"
     literal = "lit-SECRET-literal-4712"
@@ -251,7 +253,7 @@ def test_resolved_and_literal_secrets_are_registered(tmp_path: Path, monkeypatch
         email: ${JIRA_EMAIL}
         api_token: ${INGEST_TEST_RESOLVED}
     """))
-    block = resolve_block(load_project(good).block("jira"))
+    block = prepared(load_project(good).block("jira"))
     assert block.config["api_token"] == resolved
     assert REDACTOR.redact(f"Authorization: token {resolved}") == f"Authorization: token {MASK}"
     assert resolved not in repr(block), "a block's repr must not show its resolved config"
@@ -262,7 +264,7 @@ def test_resolved_and_literal_secrets_are_registered(tmp_path: Path, monkeypatch
         api_token: {literal}
     """))
     with pytest.raises(ConfigError) as info:
-        resolve_block(load_project(bad).block("jira"))
+        prepared(load_project(bad).block("jira"))
     assert literal not in str(info.value)
     assert REDACTOR.redact(literal) == MASK, "a literal secret found in a config is redacted from then on"
 

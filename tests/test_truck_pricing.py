@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -183,7 +184,7 @@ def test_spec_marks_the_secret_and_validate_refuses_a_literal(project):
     assert r.code == 2 and "client_secret: is a secret" in r.stderr and "literal-secret-value-123" not in r.output
     write_block(project)
     r = project.cli("validate", env=gs_env())
-    assert r.code == 0 and "ok  truck_prices" in r.stdout
+    assert r.code == 0 and re.search(r"^ok +truck_prices +puller:truck_pricing$", r.stdout, re.M), r.output
 
 
 # ---------------------------------------------------------------------------------------------- cassettes
@@ -430,12 +431,14 @@ def test_sigkill_at_random_points_then_rerun_loses_nothing_and_duplicates_nothin
 
 
 def _puller(project: Project, fake: FakeGreenscreens, monkeypatch, **config):
-    from ingest.config import load_project, resolve_block
+    from ingest.config import load_project
+
+    from .conftest import prepared
     from ingest.sources.pullers.truck_pricing import TruckPricingPuller
 
     write_block(project, fake, **config)
     monkeypatch.setenv(SECRET_ENV, fake.client_secret)
-    return TruckPricingPuller(resolve_block(load_project(project.root / "connectors.yaml").block("truck_prices")))
+    return TruckPricingPuller(prepared(load_project(project.root / "connectors.yaml").block("truck_prices")))
 
 
 def test_a_refused_batch_is_narrowed_to_the_lanes_at_fault(project, gs, monkeypatch):
