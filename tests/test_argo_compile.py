@@ -315,6 +315,26 @@ def test_a_production_profile_of_connectors_yaml_is_what_gets_deployed(deploy_en
     assert deployed["defaults"]["destination"] == "snowflake"
     assert deployed["defaults"]["snowflake"]["private_key"] == "${SNOWFLAKE_PRIVATE_KEY}"
     assert deployed["_files"] == {"overrides/source-jira.yaml": (ROOT / "overrides/source-jira.yaml").read_text()}
+    # pods run the releases connectors.lock names, whatever PyPI's newest is by then
+    locked = yaml.safe_load((ROOT / "connectors.lock").read_text())["blocks"]
+    for name in ("demo", "jira"):
+        entry = locked[name]
+        assert deployed["connectors"][name]["source"] == f"{entry['source']}=={entry['version']}"
+        assert deployed["connectors"][name]["runtime"] == entry["runtime"]
+
+
+def test_a_block_whose_release_nothing_fixes_is_not_deployed(deploy_env, tmp_path):
+    """Unpinned in connectors.yaml and absent from the lock: the deploy fails (pods would each pick PyPI's newest)."""
+    data = json.loads(json.dumps(CONNECTORS))
+    data["connectors"]["fresh"] = {**data["connectors"]["demo"], "source": "airbyte-source-faker"}
+    path = tmp_path / "connectors.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = deploy(deploy_env, "ingest_flow.py", "--config", "connectors", str(path),
+                  "--config-value", "connector", '{"name": "demo"}', "argo-workflows", "create", "--only-json",
+                  expect_ok=False)
+    assert proc.returncode != 0
+    assert "connectors.fresh: airbyte-source-faker is not pinned in" in proc.stderr + proc.stdout
+    assert "ingest install fresh" in proc.stderr + proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -161,7 +161,7 @@ def test_config_errors_never_show_the_secret(tmp_path: Path, blocks: str, defaul
     config = write_project(tmp_path, blocks, defaults)
     block = blocks.split(":", 1)[0].strip()
     procs = [
-        start(["-vv", "-c", str(config), "validate"], tmp_path, ENV),
+        start(["-vv", "-c", str(config), "validate", "--require-secrets"], tmp_path, ENV),
         start(["-vv", "-c", str(config), "run", block], tmp_path, ENV),
     ]
     for result in (finish(p) for p in procs):

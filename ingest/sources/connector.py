@@ -76,9 +76,9 @@ class Connector:
         if version is None and current is not None and current.source == self.package and not upgrade:
             version = current.version
         if version is None:
-            version = self.cache.newest(self.package)
-        files = self.cache.ensure_files(self.package, version)
-        runtime, reason, cdk = self._choose_runtime(files)
+            version = self._newest()
+        files = self._fetch(version)
+        runtime, reason, cdk = self._choose_runtime(files, version)
         if runtime == ISOLATED:
             self.cache.ensure_venv(self.package, version)
         entry = LockEntry(source=self.package, version=version, runtime=runtime, reason=reason, cdk=cdk)
@@ -87,22 +87,23 @@ class Connector:
             self.cache.notify(f"{self.block.name}: locked {self.package}=={version} ({runtime}) in {self.lock.path.name}")
         return entry
 
-    def _choose_runtime(self, files: Path) -> tuple[str, str, str | None]:
+    def _choose_runtime(self, files: Path, version: str) -> tuple[str, str, str | None]:
         from . import manifest as mf
 
         wanted = self.block.spec.runtime
+        release = f"{self.package}=={version}"
         manifest = mf.load_package_manifest(self.module, files)
-        where = f"{self.block.project.path}: connectors.{self.block.name}"
         if manifest is None:
             if wanted == IN_PROCESS:
-                raise ConfigError(f"{where}.runtime: {self.package} is a Python connector (no manifest.yaml); only 'isolated' can run it")
+                _raise(self.block, ("runtime",), f"{release} is a Python connector (no manifest.yaml); only 'isolated' can run it")
             if self.block.spec.overrides:
-                raise ConfigError(f"{where}.overrides: {self.package} is not a declarative connector (it has no manifest.yaml), so it cannot be overridden")
+                _raise(self.block, ("overrides",), f"{release} is not a declarative connector (it has no manifest.yaml), "
+                                                   "so an override file cannot patch it")
             return ISOLATED, "a Python connector: runs in its own environment", None
         cdk = mf.manifest_cdk_version(manifest)
         if wanted == ISOLATED:
             if self.block.spec.overrides:
-                raise ConfigError(f"{where}.overrides: manifest overrides are applied in-process; remove 'runtime: isolated' or the override")
+                _raise(self.block, ("overrides",), "manifest overrides are applied in-process; remove 'runtime: isolated' or the override")
             return ISOLATED, "runtime: isolated (as the block asks)", cdk
         if self.block.spec.overrides:
             manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(self.block.spec.overrides)))
@@ -110,7 +111,7 @@ class Connector:
         if blocker is None:
             return IN_PROCESS, f"declarative manifest (CDK {cdk or '?'}) on the runner's CDK {runner_cdk_version()}", cdk
         if wanted == IN_PROCESS or self.block.spec.overrides:
-            raise ConfigError(f"{where}: {self.package} cannot run in-process: {blocker}")
+            _raise(self.block, ("runtime" if wanted == IN_PROCESS else "overrides",), f"{release} cannot run in-process: {blocker}")
         return ISOLATED, f"runs in its own environment: {blocker}", cdk
 
     # ------------------------------------------------------------ code
@@ -122,11 +123,23 @@ class Connector:
         if entry is not None or self.persist or self.stale():
             return self.locked().version
         if self._unlocked_version is None:
-            self._unlocked_version = self.block.pinned_version or self.cache.newest(self.package)
+            self._unlocked_version = self.block.pinned_version or self._newest()
         return self._unlocked_version
 
     def files_dir(self) -> Path:
-        return self.cache.ensure_files(self.package, self.version())
+        return self._fetch(self.version())
+
+    def _newest(self) -> str:
+        try:
+            return self.cache.newest(self.package)
+        except ConfigError as exc:  # a name PyPI does not know is a mistake in the block: say where
+            _raise(self.block, ("source",), str(exc))
+
+    def _fetch(self, version: str) -> Path:
+        try:
+            return self.cache.ensure_files(self.package, version)
+        except ConfigError as exc:  # a release that does not exist
+            _raise(self.block, ("source",), str(exc))
 
     def python(self) -> Path:
         return self.cache.ensure_venv(self.package, self.version())
@@ -138,6 +151,12 @@ class Connector:
 
         files = self.files_dir()
         manifest = mf.load_package_manifest(self.module, files)
+        if manifest is None and self.block.spec.runtime == IN_PROCESS:
+            _raise(self.block, ("runtime",), f"{self.package}=={self.version()} is a Python connector (no manifest.yaml); "
+                                             "only 'isolated' can run it")
+        if manifest is None and self.block.spec.overrides:
+            _raise(self.block, ("overrides",), f"{self.package}=={self.version()} is not a declarative connector (it has no "
+                                               "manifest.yaml), so an override file cannot patch it")
         if manifest is not None and self.block.spec.overrides:
             manifest = mf.apply_override(manifest, mf.load_yaml_file(self.block.path(self.block.spec.overrides)))
         try:
@@ -179,6 +198,7 @@ def block_spec(block: Block, *, connector: Connector | None = None) -> dict | No
             known = f"expected one of {', '.join(sorted(PULLERS))}" if PULLERS else "no pullers are available in this version"
             _raise(block, ("puller",), f"unknown puller {s.puller!r}; {known}")
         return puller_spec(s.puller)
+    _check_files(block)
     if s.source:
         try:
             return (connector or Connector(block)).spec()
@@ -248,6 +268,26 @@ def make_source(block: Block, *, check_timeout: float = 15.0):
     from .airbyte import InProcessSource
 
     return InProcessSource(block, None, check_timeout=check_timeout)
+
+
+def _check_files(block: Block) -> None:
+    """The files a block names exist and parse, each problem at its own key (before any connector code is read)."""
+    from . import manifest as mf
+
+    problems = problems_for(block.project)
+    for key in ("manifest", "components", "overrides"):
+        rel = getattr(block.spec, key)
+        if not rel:
+            continue
+        path = block.path(rel)
+        if not path.is_file():
+            problems.add(("connectors", block.name, key), f"file not found: {path}")
+        elif key != "components":
+            try:
+                mf.load_yaml_file(path)
+            except Exception as exc:  # noqa: BLE001
+                problems.add(("connectors", block.name, key), f"{rel}: {_describe(exc).replace(f'{path}: ', '')}")
+    problems.raise_if_any()
 
 
 def _raise(block: Block, key: tuple, message: str):

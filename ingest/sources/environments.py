@@ -207,6 +207,10 @@ class ConnectorCache:
         proc = subprocess.run([uv_binary(), *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             detail = _uv_reason(proc.stderr)
+            if "not found in the package registry" in proc.stderr:
+                detail = "no such package on the package index (connector packages are named like airbyte-source-jira)"
+            elif "no version of" in proc.stderr.lower() or "there is no version" in proc.stderr.lower():
+                detail = f"no such release on the package index ({detail})"
             message = f"cannot {what}: {detail}"
             raise (ConfigError(message) if config_error and _is_resolution_failure(proc.stderr) else SyncError(message))
 
