@@ -22,7 +22,7 @@ import yaml
 
 from ..config import Block, problems_for, resolve_block
 from ..errors import ConfigError, IngestError
-from .environments import ConnectorCache
+from .environments import ConnectorCache, available_pythons, requires_python, runner_python_version
 from .lockfile import LockEntry, LockFile, staleness
 
 log = logging.getLogger("ingest.install")
@@ -79,9 +79,10 @@ class Connector:
             version = self._newest()
         files = self._fetch(version)
         runtime, reason, cdk = self._choose_runtime(files, version)
-        if runtime == ISOLATED:
-            self.cache.ensure_venv(self.package, version)
-        entry = LockEntry(source=self.package, version=version, runtime=runtime, reason=reason, cdk=cdk)
+        python = self._isolated_python(version, files) if runtime == ISOLATED else None
+        if python and python != runner_python_version():
+            reason += f"; on Python {python} (it does not start on the runner's {runner_python_version()})"
+        entry = LockEntry(source=self.package, version=version, runtime=runtime, reason=reason, cdk=cdk, python=python)
         if self.lock.set(self.block.name, entry) and self.persist:
             self.lock.save()
             self.cache.notify(f"{self.block.name}: locked {self.package}=={version} ({runtime}) in {self.lock.path.name}")
@@ -114,6 +115,39 @@ class Connector:
             _raise(self.block, ("runtime" if wanted == IN_PROCESS else "overrides",), f"{release} cannot run in-process: {blocker}")
         return ISOLATED, f"runs in its own environment: {blocker}", cdk
 
+    def _isolated_python(self, version: str, files: Path) -> str:
+        """The Python an isolated release runs on: the runner's own when the connector starts there (its `spec`
+        answers), else the newest other interpreter on this machine that its Requires-Python allows and that it
+        starts on. Old CDKs (before ~0.60) do not import on 3.11 (dataclass defaults), so they need 3.10 or older."""
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        from .isolated import IsolatedSource
+
+        release = f"{self.package}=={version}"
+        runner = runner_python_version()
+        try:
+            allowed = SpecifierSet(requires_python(files, self.package) or "")
+        except InvalidSpecifier:
+            allowed = SpecifierSet()
+        others = sorted((v for v in available_pythons() if v != runner), key=lambda v: tuple(map(int, v.split("."))), reverse=True)
+        candidates = [v for v in [runner, *others] if allowed.contains(f"{v}.0", prereleases=True)]
+        if not candidates:
+            _raise(self.block, ("source",), f"{release} needs Python {allowed}; this machine has "
+                                            f"{', '.join([runner, *others])}")
+        tried = []
+        for minor in candidates:
+            try:
+                python = self.cache.ensure_venv(self.package, version, python=minor)
+                IsolatedSource(python, self.package, {}, label=self.block.name).spec()
+                return minor
+            except IngestError as exc:
+                why = str(exc).splitlines()[0][:300]
+                tried.append(f"Python {minor}: {why}")
+                self.cache.remove_venv(self.package, version, python=minor)
+                if minor != candidates[-1]:
+                    self.cache.notify(f"{release} does not start on Python {minor} ({why}); trying the next Python")
+        _raise(self.block, ("source",), f"{release} does not start on any Python here: " + "; ".join(tried))
+
     # ------------------------------------------------------------ code
 
     def version(self) -> str:
@@ -142,7 +176,9 @@ class Connector:
             _raise(self.block, ("source",), str(exc))
 
     def python(self) -> Path:
-        return self.cache.ensure_venv(self.package, self.version())
+        entry = self.lock.get(self.block.name)
+        minor = entry.python if entry is not None and not self.stale() else None
+        return self.cache.ensure_venv(self.package, self.version(), python=minor)
 
     def spec(self) -> dict:
         """connectionSpecification: from the package's files (with the block's override), else from the connector

@@ -7,6 +7,8 @@ shared/reference/connector-compat.md), so the runner's environment holds none of
                                                                 run a declarative manifest on the runner's own CDK
     <cache>/venvs/airbyte-source-faker-7.2.1/bin/python          a virtualenv with the connector and its own deps,
                                                                 for connectors that run isolated (a child process)
+    <cache>/venvs/airbyte-source-freshdesk-3.1.3-py3.10/...      the same on another Python, for a release that does
+                                                                not start on the runner's (old CDKs on 3.11)
 
 Both are built with uv (fast, and one download cache for all environments), into a temporary directory that is
 renamed into place when complete — so a build killed half-way leaves nothing that looks usable — under a file lock,
@@ -58,6 +60,57 @@ def uv_binary() -> str:
     raise SyncError("uv is not installed: `pip install uv` (the runner builds connector environments with it)")
 
 
+def runner_python_version() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+_PYTHONS: dict[str, str] | None = None
+
+
+def available_pythons() -> dict[str, str]:
+    """The CPython interpreters on this machine, minor version → executable: the runner's own first, then
+    `python3.X` on the PATH, pyenv's versions and uv-managed ones (each asked for its version: a pyenv shim for a
+    version that is not active fails and is skipped). Found once per process."""
+    global _PYTHONS
+    if _PYTHONS is not None:
+        return _PYTHONS
+    found = {runner_python_version(): getattr(sys, "_base_executable", None) or sys.executable}
+    candidates = [shutil.which(f"python3.{minor}") for minor in range(8, 16)]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or "~/.pyenv").expanduser() / "versions"
+    candidates += sorted(str(p) for p in pyenv.glob("3.*/bin/python3"))
+    candidates += sorted(str(p) for p in Path(os.environ.get("UV_PYTHON_INSTALL_DIR") or "~/.local/share/uv/python")
+                         .expanduser().glob("cpython-3.*/bin/python3"))
+    for exe in filter(None, candidates):
+        try:
+            out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True,
+                                 text=True, timeout=10, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        minor = out.stdout.strip()
+        if out.returncode == 0 and re.fullmatch(r"3\.\d+", minor):
+            found.setdefault(minor, exe)
+    _PYTHONS = found
+    return found
+
+
+def requires_python(files: Path, package: str) -> str | None:
+    """The release's Requires-Python (from its .dist-info METADATA in its files dir), if it says."""
+    version = installed_version(files, package)
+    if version is None:
+        return None
+    for entry in files.iterdir():
+        m = _DIST_INFO.match(entry.name)
+        if m and m.group("name").lower() == _dist_name(package):
+            meta = entry / "METADATA"
+            if meta.is_file():
+                for line in meta.read_text(encoding="utf-8", errors="replace").splitlines():
+                    if line.startswith("Requires-Python:"):
+                        return line.partition(":")[2].strip() or None
+                    if not line.strip():
+                        break  # the headers end at the first blank line
+    return None
+
+
 def _dist_name(package: str) -> str:
     return package.replace("-", "_").lower()
 
@@ -89,17 +142,19 @@ class ConnectorCache:
     def files_dir(self, package: str, version: str) -> Path:
         return self.root / "files" / f"{package}-{version}"
 
-    def venv_dir(self, package: str, version: str) -> Path:
-        return self.root / "venvs" / f"{package}-{version}"
+    def venv_dir(self, package: str, version: str, python: str | None = None) -> Path:
+        """`python`: the minor version ("3.10") when not the runner's own."""
+        suffix = f"-py{python}" if python and python != runner_python_version() else ""
+        return self.root / "venvs" / f"{package}-{version}{suffix}"
 
-    def venv_python(self, package: str, version: str) -> Path:
-        return self.venv_dir(package, version) / "bin" / "python"
+    def venv_python(self, package: str, version: str, python: str | None = None) -> Path:
+        return self.venv_dir(package, version, python) / "bin" / "python"
 
     def has_files(self, package: str, version: str) -> bool:
         return installed_version(self.files_dir(package, version), package) == version
 
-    def has_venv(self, package: str, version: str) -> bool:
-        return (self.venv_dir(package, version) / ".complete").is_file()
+    def has_venv(self, package: str, version: str, python: str | None = None) -> bool:
+        return (self.venv_dir(package, version, python) / ".complete").is_file()
 
     # ------------------------------------------------------------ building
 
@@ -142,25 +197,34 @@ class ConnectorCache:
             self.notify(f"fetched {package}=={version} in {time.monotonic() - started:.1f} s")
         return final
 
-    def ensure_venv(self, package: str, version: str) -> Path:
-        """A virtualenv holding exactly `package==version` and its own dependencies; returns its python."""
-        final = self.venv_dir(package, version)
-        if self.has_venv(package, version):
-            return self.venv_python(package, version)
+    def ensure_venv(self, package: str, version: str, python: str | None = None) -> Path:
+        """A virtualenv holding exactly `package==version` and its own dependencies, on Python `python` (a minor
+        version like "3.10"; default: the runner's own, which the packages are mostly built for); returns its python."""
+        final = self.venv_dir(package, version, python)
+        exe = self.venv_python(package, version, python)
+        if self.has_venv(package, version, python):
+            return exe
+        interpreter = self.python
+        if python and python != runner_python_version():
+            interpreter = available_pythons().get(python)
+            if interpreter is None:
+                have = ", ".join(sorted(available_pythons(), key=lambda v: tuple(map(int, v.split(".")))))
+                raise SyncError(f"{package}=={version} runs on Python {python} (connectors.lock), which this machine "
+                                f"lacks (found: {have}); install it (pyenv, uv python install, or the OS packages)")
         with self._locked(final):
-            if self.has_venv(package, version):
-                return self.venv_python(package, version)
+            if self.has_venv(package, version, python):
+                return exe
             started = time.monotonic()
-            self.notify(f"building an environment for {package}=={version} (first use; its own dependencies) ...")
+            on = f" on Python {python}" if python and python != runner_python_version() else ""
+            self.notify(f"building an environment for {package}=={version}{on} (first use; its own dependencies) ...")
             shutil.rmtree(final, ignore_errors=True)
             final.parent.mkdir(parents=True, exist_ok=True)
             # A venv records its own path in bin/ scripts, so it is built in place and marked complete at the end
             # (a build killed half-way is rebuilt from scratch next time).
             try:
-                self._uv(["venv", "--quiet", "--python", self.python, str(final)], what=f"create a virtualenv for {package}")
-                python = final / "bin" / "python"
-                self._uv(["pip", "install", "--python", str(python), f"{package}=={version}"],
-                         what=f"install {package}=={version} into its own environment", config_error=True)
+                self._uv(["venv", "--quiet", "--python", interpreter, str(final)], what=f"create a virtualenv for {package}")
+                self._uv(["pip", "install", "--python", str(final / "bin" / "python"), f"{package}=={version}"],
+                         what=f"install {package}=={version} into its own environment{on}", config_error=True)
                 site = next(iter((final / "lib").glob("python*/site-packages")), None)
                 if site is None:
                     raise SyncError(f"{package}=={version}: the new environment has no site-packages")
@@ -169,8 +233,14 @@ class ConnectorCache:
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
-            self.notify(f"built the environment for {package}=={version} in {time.monotonic() - started:.1f} s")
-        return self.venv_python(package, version)
+            self.notify(f"built the environment for {package}=={version}{on} in {time.monotonic() - started:.1f} s")
+        return exe
+
+    def remove_venv(self, package: str, version: str, python: str | None = None) -> None:
+        """Drop an environment (one whose connector does not start on that Python: not worth keeping)."""
+        final = self.venv_dir(package, version, python)
+        with self._locked(final):
+            shutil.rmtree(final, ignore_errors=True)
 
     # ------------------------------------------------------------ plumbing
 

@@ -31,6 +31,7 @@ class LockEntry:
     runtime: str  # in_process | isolated
     reason: str  # why this runtime, in words a user understands
     cdk: str | None = None  # the manifest's CDK version (declarative connectors)
+    python: str | None = None  # isolated: the Python (minor version) its environment runs on
 
 
 class LockFile:
