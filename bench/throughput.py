@@ -606,8 +606,8 @@ def _report_line(i: int, label: str, r: dict) -> None:
         extra = (f"\n      writer cpu {d['writer_cpu_s']:.1f}s, wall in to_arrow {d['to_arrow_s']:.1f}s / duckdb write "
                  f"{d['db_write_s']:.1f}s ({d['batches']} conversions, {d.get('db_writes')} DuckDB transactions); "
                  f"reader blocked on queue {d['submit_blocked_s']:.1f}s; DuckDB rows {r.get('db_rows')}")
-    first = f"first {r['first_s']:.2f}s " if r.get("first_s") is not None else ""
-    print(f"  rep {i} {label:<10} {r['records']:>8,} rec {r['seconds']:7.2f}s ({first}) {r['rps']:>8,.0f} rec/s  "
+    first = f" (first msg {r['first_s']:.2f}s)" if r.get("first_s") is not None else ""
+    print(f"  rep {i} {label:<10} {r['records']:>8,} rec {r['seconds']:7.2f}s{first} {r['rps']:>8,.0f} rec/s  "
           f"peak tree RSS {r['peak_tree_rss_mb']:4.0f} MB" + (f" (PSS {r['peak_tree_pss_mb']:4.0f})" if r.get("peak_tree_pss_mb") else "")
           + f"  CPU {1e6 * r['cpu_total_s'] / max(r['records'], 1):5.1f} µs/rec  other load {r['external_cores']:.1f} cores{extra}",
           flush=True)
@@ -635,8 +635,9 @@ def _summary(args, reps, cases: list[Case], problems) -> int:
     print(f"medians over {args.repeat} repetition(s) (faker count={args.count:,}"
           + (f", jira issues={args.jira_issues:,}" if any(c.group == "jira" for c in cases) else "")
           + "); ratio = median of the per-repetition ratios to the baseline measured in the same repetition")
-    head = (f"  {'case':<10} {'baseline':<9} {'records/s':>10} {'ratio':>6}  {'per repetition':<18} {'peak RSS MB':>11} "
-            f"{'RSS ratio':>9} {'PSS MB':>7} {'CPU µs/rec':>10} {'CPU cores':>9} {'first rec s':>11} {'wall s':>6} {'other load':>10}")
+    pw = max(14, 6 * args.repeat)  # "per repetition" column: 0.95, 0.80, ...
+    head = (f"  {'case':<10} {'baseline':<9} {'records/s':>10} {'ratio':>6}  {'per repetition':<{pw}} {'peak RSS MB':>11} "
+            f"{'RSS ratio':>9} {'PSS MB':>7} {'CPU µs/rec':>10} {'CPU cores':>9} {'first msg s':>11} {'wall s':>6} {'other load':>10}")
     print(head)
     for c in cases:
         runs = ok[c.label]
@@ -648,7 +649,7 @@ def _summary(args, reps, cases: list[Case], problems) -> int:
         cpu = med([1e6 * r["cpu_total_s"] / r["records"] for r in runs if r["records"]])
         cores = med([r["cpu_total_s"] / r["seconds"] for r in runs if r["seconds"]])
         print(f"  {c.label:<10} {c.baseline or '(itself)':<9} {med([r['rps'] for r in runs]):>10,.0f} "
-              f"{fmt(med(tp) if tp else None, '{:.2f}'):>6}  {', '.join(f'{x:.2f}' for x in tp) or '-':<18} "
+              f"{fmt(med(tp) if tp else None, '{:.2f}'):>6}  {', '.join(f'{x:.2f}' for x in tp) or '-':<{pw}} "
               f"{med([r['peak_tree_rss_mb'] for r in runs]):>11,.0f} {fmt(med(rss) if rss else None, '{:.2f}'):>9} "
               f"{fmt(med([r.get('peak_tree_pss_mb') for r in runs]), '{:,.0f}'):>7} {cpu:>10.1f} {cores:>9.2f} "
               f"{fmt(med([r.get('first_s') for r in runs]), '{:.2f}'):>11} {med([r['process_s'] for r in runs]):>6.1f} "
