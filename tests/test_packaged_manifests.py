@@ -11,6 +11,7 @@ import importlib
 import json
 import os
 import pkgutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -56,6 +57,12 @@ CONFIGS = {
     "airbyte-source-pagerduty": {"token": "t"},
     "airbyte-source-asana": {"credentials": {"option_title": "PAT Credentials", "personal_access_token": "t"}},
     "airbyte-source-jira": {"domain": "acme.invalid", "email": "a@example.com", "api_token": "t"},
+    "airbyte-source-hubspot": {"start_date": START, "credentials": {
+        "credentials_title": "OAuth Credentials", "client_id": "1", "client_secret": "s", "refresh_token": "r"}},
+    "airbyte-source-google-sheets": {"spreadsheet_id": "https://docs.google.com/spreadsheets/d/1abc/edit",
+                                     "credentials": {"auth_type": "Client", "client_id": "1", "client_secret": "s",
+                                                     "refresh_token": "r"}},
+    "airbyte-source-gitlab": {"credentials": {"auth_type": "access_token", "access_token": "t"}, "start_date": START},
 }
 
 
@@ -79,7 +86,7 @@ def _cdk_imported_without_logging_takeover():
 
 
 def source_for(tmp_path: Path, files: dict[str, Path], package: str, config: dict | None = None,
-               **kwargs) -> InProcessSource:
+               streams: tuple[str, ...] = ("any",), **kwargs) -> InProcessSource:
     """An InProcessSource for a `source: <package>` block (config set directly: resolving it is config.py's job)."""
     name = package.removeprefix("airbyte-source-").replace("-", "_")
     path = tmp_path / f"{name}.yaml"
@@ -89,7 +96,7 @@ def source_for(tmp_path: Path, files: dict[str, Path], package: str, config: dic
             team: t
             source: {package}
             config: {{}}
-            streams: [{{name: any}}]
+            streams: [{", ".join(f"{{name: {stream}}}" for stream in streams)}]
     """))
     block = load_project(path).block(name)
     block.config = CONFIGS.get(package, {}) if config is None else config
@@ -228,9 +235,6 @@ def test_in_process_blocker_refuses_a_manifest_for_a_newer_cdk(files):
 
 
 def test_check_failures_are_one_clean_line(tmp_path, files):
-    # zendesk's own manifest check names a stream `Tags`; the stream is `tags`
-    ok, message = source_for(tmp_path, files, "airbyte-source-zendesk-support").check()
-    assert (ok, message) == (False, "the manifest's check names stream 'Tags', which this connector does not have")
     # asana picks its authenticator by credentials.option_title; without it no stream can be built
     ok, message = source_for(tmp_path, files, "airbyte-source-asana", {"credentials": {}}).check()
     assert (ok, message) == (False, "discovering streams: The path from `authenticator_selection_path` is not found "
@@ -252,6 +256,161 @@ def test_check_does_not_retry_custom_requesters(monkeypatch, tmp_path, files):
     ok, message = source_for(tmp_path, files, "airbyte-source-asana").check()
     assert (ok, message) == (False, "stream projects: ConnectionError: connection refused (test)")
     assert len(attempts) == 1 and attempts[0].startswith("https://app.asana.com/api/1.0/workspaces")
+
+
+@pytest.fixture
+def reroute(monkeypatch):
+    """Send every HTTP request of the process to 127.0.0.1:<port> (same scheme and path): the connectors' hosts are
+    fixed in their manifests."""
+    import requests
+
+    send = requests.adapters.HTTPAdapter.send
+
+    def to(port: int) -> list[str]:
+        urls: list[str] = []
+
+        def rerouted(adapter, request, **kwargs):
+            urls.append(request.url)
+            request.url = urlsplit(request.url)._replace(netloc=f"127.0.0.1:{port}").geturl()
+            return send(adapter, request, **kwargs)
+
+        monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", rerouted)
+        return urls
+
+    return to
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections and never answers (the TLS handshake waits forever)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        yield s.getsockname()[1]
+
+
+def test_check_names_the_stream_zendesk_meant(tmp_path, files, reroute, closed_port):
+    """zendesk-support 4.9.1's manifest check names `Tags`; CDK 7 (like every CDK) matches stream names exactly.
+    The one stream that matches case-insensitively is checked instead, so the check reaches the API."""
+    urls = reroute(closed_port)
+    ok, message = source_for(tmp_path, files, "airbyte-source-zendesk-support").check()
+    assert (ok, message) == (False, f"stream tags: cannot connect to 127.0.0.1:{closed_port} (connection refused)")
+    assert urls == ["https://acme.zendesk.com/api/v2/tags?page%5Bsize%5D=100"]  # one attempt
+
+
+def test_repaired_check_is_conservative():
+    manifest = {"check": {"type": "CheckStream", "stream_names": ["Tags"]},
+                "streams": [{"name": "tags"}, {"$parameters": {"name": "users"}}]}
+    repaired, note = mf.repaired_check(manifest)
+    assert repaired["check"]["stream_names"] == ["tags"] and note == "the manifest's check names stream 'Tags' as 'tags'"
+    assert manifest["check"]["stream_names"] == ["Tags"]  # not modified
+    ambiguous = {**manifest, "streams": [{"name": "tags"}, {"name": "TAGS"}]}
+    assert mf.repaired_check(ambiguous) == (ambiguous, None)
+    assert mf.repaired_check({**manifest, "check": {"stream_names": ["users"]}})[1] is None
+    empty = {**manifest, "check": {"type": "CheckStream", "stream_names": []}}
+    assert mf.repaired_check(empty)[0]["check"]["stream_names"] == ["tags"]
+    assert mf.repaired_check(empty, ["nope", "users"])[0]["check"]["stream_names"] == ["users"]
+    dynamic = {**manifest, "check": {"type": "CheckDynamicStream", "stream_count": 1}}
+    assert mf.repaired_check(dynamic) == (dynamic, None)
+
+
+def test_github_check_makes_a_request(tmp_path, files, reroute, closed_port):
+    """github 2.7.1's manifest check names no stream (`stream_names: []`): on its own it "succeeds" without a
+    request. The block's first stream is checked instead - and the token authenticator's own `/rate_limit` client
+    is not retried (it used to retry 5 times with backoff)."""
+    urls = reroute(closed_port)
+    started = time.monotonic()
+    ok, message = source_for(tmp_path, files, "airbyte-source-github", streams=("workflow_runs",)).check()
+    assert (ok, message) == (False, f"stream workflow_runs: cannot connect to 127.0.0.1:{closed_port} (connection refused)")
+    assert urls == ["https://api.github.com/rate_limit"] and time.monotonic() - started < 5
+
+
+def test_github_check_succeeds_against_a_live_api(tmp_path, files):
+    fake = FakeGitHub([[workflow_run(1, "2024-01-15T00:00:00Z")]])
+    try:
+        config = {**CONFIGS["airbyte-source-github"], "api_url": fake.url}
+        assert source_for(tmp_path, files, "airbyte-source-github", config, streams=("workflow_runs",)).check() == (
+            True, None)
+        assert "/repos/acme/app/actions/runs" in [path for path, _, _ in fake.requests]
+    finally:
+        fake.close()
+
+
+@pytest.mark.parametrize("package", [
+    "airbyte-source-hubspot",        # custom objects; the OAuth token refresh comes first
+    "airbyte-source-google-sheets",  # one stream per sheet of the spreadsheet
+])
+def test_discover_of_dynamic_streams_fails_fast(tmp_path, files, reroute, closed_port, package):
+    """Unbounded, discover retried an unreachable token endpoint for minutes (the CDK's OAuth refresh backs off for up
+    to 300 s on its own). Bounded: one attempt, one line, exit 1 through the CLI (a SyncError)."""
+    from ingest.errors import SyncError
+
+    urls = reroute(closed_port)
+    started = time.monotonic()
+    with pytest.raises(SyncError) as failure:
+        source_for(tmp_path, files, package).discover()
+    assert str(failure.value) == (f"discover needs the network for this connector's dynamic streams: cannot connect "
+                                  f"to 127.0.0.1:{closed_port} (connection refused) while refreshing the OAuth token")
+    assert failure.value.exit_code == 1 and failure.value.failure_type == "transient_error"
+    assert len(urls) == 1 and time.monotonic() - started < 5
+
+
+def test_discover_has_a_deadline(tmp_path, files, reroute, silent_port):
+    """A host that accepts the connection and never answers: discover gives up after 4 x the check timeout."""
+    from ingest.errors import SyncError
+
+    reroute(silent_port)
+    source = source_for(tmp_path, files, "airbyte-source-hubspot", check_timeout=0.5)
+    assert source.discover_timeout == 2
+    started = time.monotonic()
+    with pytest.raises(SyncError) as failure:
+        source.discover()
+    assert str(failure.value) == ("discover needs the network for this connector's dynamic streams: no answer within "
+                                  "2 s (is the host reachable from here?)")
+    assert 2 <= time.monotonic() - started < 4
+
+
+def test_static_discover_makes_no_request(tmp_path, files, reroute, silent_port):
+    urls = reroute(silent_port)
+    catalog = source_for(tmp_path, files, "airbyte-source-zendesk-support").discover()
+    assert len(catalog.streams) == 41 and urls == []
+    assert mf.network_needs(mf.load_package_manifest("source_zendesk_support", files["airbyte-source-zendesk-support"])) is None
+
+
+def test_check_of_an_oauth_connector_says_where_it_could_not_connect(tmp_path, files, reroute, closed_port):
+    """The CDK's check keeps only "OAuth access token refresh request failed due to a network error."."""
+    reroute(closed_port)
+    ok, message = source_for(tmp_path, files, "airbyte-source-hubspot").check()
+    assert (ok, message) == (False, f"stream contacts: cannot connect to 127.0.0.1:{closed_port} (connection refused) "
+                                    "while refreshing the OAuth token")
+
+
+def test_components_written_for_another_cdk_say_so(tmp_path, files, reroute, closed_port):
+    """gitlab forced in-process: its router's AttributeError (on a CDK object, raised in its own components) says
+    what to do, in check and in read."""
+    from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, SyncMode
+
+    from ingest.errors import SyncError
+
+    reroute(closed_port)
+    hint = " (the connector's components were written for CDK 4.x, not the runner's CDK 7; set `runtime: isolated`)"
+    source = source_for(tmp_path, files, "airbyte-source-gitlab")
+    assert source.check() == (False, "stream projects: 'DefaultStream' object has no attribute 'stream_slices'" + hint)
+
+    stream = next(s for s in source.discover().streams if s.name == "projects")
+    catalog = ConfiguredAirbyteCatalog(streams=[ConfiguredAirbyteStream(
+        stream=stream, sync_mode=SyncMode.full_refresh, destination_sync_mode=DestinationSyncMode.overwrite)])
+    with pytest.raises(SyncError) as failure:
+        list(source.read(catalog, []))
+    assert str(failure.value) == ("An unexpected error occurred in stream projects: AttributeError: 'DefaultStream' "
+                                  "object has no attribute 'stream_slices'" + hint)
 
 
 def test_connector_tracebacks_and_backoff_lines_stay_out_of_stderr(tmp_path, files):

@@ -12,10 +12,12 @@ connector side effects stay inside the sync.
 from __future__ import annotations
 
 import ast
+import builtins
 import copy
 import logging
 import re
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
@@ -30,6 +32,9 @@ log = logging.getLogger("ingest.source")
 T = TypeVar("T")
 
 DEFAULT_CHECK_TIMEOUT = 15.0
+# discover answers within this multiple of the check timeout (60 s for the default 15 s): a check makes one or two
+# requests, discover one per dynamic stream definition and per dynamic schema (hubspot: one per object type).
+DISCOVER_TIMEOUT_FACTOR = 4
 
 
 def _failure(exc: BaseException, trace_error: Any | None, stream: str | None = None) -> SyncError:
@@ -54,7 +59,14 @@ def _failure(exc: BaseException, trace_error: Any | None, stream: str | None = N
 
 class InProcessSource(Source):
     """A declarative manifest on the runner's CDK. ``files_dir`` is the connector release's files dir for a
-    ``source:`` block, None for a ``manifest:`` block. ``check()`` answers within ``check_timeout`` seconds."""
+    ``source:`` block, None for a ``manifest:`` block.
+
+    ``check()`` answers within ``check_timeout`` seconds (the project's ``defaults.check_timeout``), ``discover()``
+    within ``discover_timeout`` = `DISCOVER_TIMEOUT_FACTOR` x ``check_timeout``: both without HTTP retries, with
+    one attempt per OAuth token refresh (`manifest.bounded_requests`), and with one clean line when they fail. A
+    discover of static streams makes no request and is not affected; one of dynamic streams (hubspot's custom
+    objects, google-sheets' sheets) fails fast when the API cannot be reached - also at the start of a sync, before
+    anything is written, so a transient failure there fails the run rather than being retried in it."""
 
     def __init__(self, block: Block, files_dir: Path | None, *, check_timeout: float = DEFAULT_CHECK_TIMEOUT):
         if (files_dir is None) != bool(block.spec.manifest):
@@ -64,6 +76,10 @@ class InProcessSource(Source):
         self.module = mf.package_module(block.spec.source) if files_dir is not None else None
         self.check_timeout = check_timeout
         self._manifest: dict | None = None
+
+    @property
+    def discover_timeout(self) -> float:
+        return self.check_timeout * DISCOVER_TIMEOUT_FACTOR
 
     # ------------------------------------------------------------ building
 
@@ -82,14 +98,15 @@ class InProcessSource(Source):
             self._manifest = manifest
         return self._manifest
 
-    def _build(self, catalog=None, state=None, *, for_check: bool = False):
+    def _build(self, catalog=None, state=None, *, manifest: dict | None = None, for_check: bool = False,
+               for_discover: bool = False):
         config = copy.deepcopy(self.block.config)  # some connectors mutate their config
         components = self.block.spec.components
         source = mf.build_declarative_source(
-            self.manifest(), catalog=catalog, config=config, state=state or [],  # (it builds from a copy)
+            manifest or self.manifest(), catalog=catalog, config=config, state=state or [],  # (builds from a copy)
             components_path=self.block.path(components) if components else None,
             package=(self.module, self.files_dir) if self.module else None,
-            for_check=for_check,
+            for_check=for_check, for_discover=for_discover,
         )
         return source, config
 
@@ -102,32 +119,102 @@ class InProcessSource(Source):
             raise SyncError(f"{self.block.source_label}: cannot read the connector's spec: {exc}") from None
 
     def check(self) -> tuple[bool, str | None]:
-        """Can we connect? Bounded: no HTTP retries (see `build_declarative_source`) and an overall deadline,
-        because some waits cannot be turned off from a manifest (OAuth token refresh backs off for up to 5 minutes
-        in the CDK; a silently dropped connection waits for the socket timeout)."""
+        """Can we connect? Bounded: no HTTP retries (see `build_declarative_source`), one attempt per OAuth token
+        refresh, and an overall deadline, because some waits cannot be turned off from a manifest (a silently
+        dropped connection waits for the socket timeout). The manifest's check is repaired first where it cannot
+        work as written (`manifest.repaired_check`: github's names no stream, zendesk's a stream in the wrong case)."""
+        attempt = _Attempt()
         with contained():
             try:
-                status = _within(self.check_timeout, self._check_once)
+                status = _within(self.check_timeout, lambda: self._check_once(attempt))
             except TimeoutError:
                 return False, f"no answer within {self.check_timeout:g} s (is the host reachable from here?)"
             except Exception as exc:  # noqa: BLE001 - reported as a failed check, not a stack trace
-                return False, _check_message(str(_failure(exc, None)))
+                attempt.errors.append(exc)
+                return False, self._explained(_check_message(str(_failure(exc, None))), attempt)
         ok = getattr(status.status, "value", status.status) == "SUCCEEDED"
-        return ok, None if ok else _check_message(status.message or "check failed")
+        return ok, None if ok else self._explained(_check_message(status.message or "check failed"), attempt)
 
-    def _check_once(self):
-        source, config = self._build(for_check=True)
-        return source.check(logging.getLogger("airbyte"), config)
+    def _check_once(self, attempt: "_Attempt"):
+        manifest, note = mf.repaired_check(self.manifest(), [s.name for s in self.block.spec.streams])
+        if note:
+            log.info("%s: %s", self.block.source_label, note)
+        with mf.bounded_requests() as attempt.requests:
+            source, config = self._build(manifest=manifest, for_check=True)
+            return source.check(attempt.logger(), config)
 
     def discover(self):
+        """The catalog. Bounded like `check` (no HTTP retries, one OAuth refresh attempt), within
+        ``discover_timeout``; a failure is one SyncError line saying what discover needed the network for."""
+        attempt = _Attempt()
         with contained():
             try:
-                source, config = self._build()
-                return source.discover(logging.getLogger("airbyte"), config)
+                return _within(self.discover_timeout, lambda: self._discover_once(attempt))
+            except TimeoutError:
+                raise SyncError(self._discover_problem(
+                    f"no answer within {self.discover_timeout:g} s (is the host reachable from here?)", network=True),
+                    failure_type="transient_error") from None
             except SyncError:
                 raise
             except Exception as exc:  # noqa: BLE001
-                raise _failure(exc, None) from None
+                attempt.errors.append(exc)
+                failure = _failure(exc, None)
+                trace = getattr(exc, "internal_message", None) or ""
+                detail = self._explained(_check_message(str(failure)), attempt, also=trace)
+                network = attempt.requests is not None and attempt.requests.oauth_error is not None
+                raise SyncError(self._discover_problem(detail, network=network or "cannot connect to " in detail),
+                                failure_type=failure.failure_type) from None
+
+    def _discover_once(self, attempt: "_Attempt"):
+        with mf.bounded_requests() as attempt.requests:
+            source, config = self._build(for_discover=True)
+            return source.discover(attempt.logger(), config)
+
+    def _discover_problem(self, detail: str, *, network: bool) -> str:
+        needs = mf.network_needs(self.manifest()) if network else None
+        if needs:
+            return f"discover needs the network for this connector's {needs}: {detail}"
+        return f"discover: {detail}" if network else detail
+
+    def _explained(self, message: str, attempt: "_Attempt", *, also: str = "") -> str:
+        """A failure line made specific: an OAuth refresh that could not connect says where to, and an
+        AttributeError raised in the connector's own components on a CDK object says that they need another CDK."""
+        oauth = attempt.requests.oauth_error if attempt.requests is not None else None
+        where = _connection_problem(str(oauth)) if oauth is not None else None
+        if where is None and _OAUTH_NETWORK in message:
+            where = _connection_problem(also)
+        if where:
+            message = message.replace(_OAUTH_NETWORK, f"{where} while refreshing the OAuth token")
+        if any(self._components_attribute_error(exc) for exc in attempt.errors):
+            message += self._components_hint()
+        return message
+
+    def _package_dir(self) -> Path | None:
+        return (self.files_dir / self.module).resolve() if self.module and self.files_dir else None
+
+    def _components_attribute_error(self, exc: BaseException | None = None, stack_trace: str | None = None) -> bool:
+        """True for an AttributeError raised in the connector package's own code (its innermost frame is there) on
+        an object of the CDK or of the package: a CDK API the components expect and the runner's CDK lacks
+        (gitlab 4.3.7: ``'DefaultStream' object has no attribute 'stream_slices'``). A connector bug such as
+        ``'NoneType' object has no attribute 'get'`` is not one."""
+        package = self._package_dir()
+        if package is None:
+            return False
+        if exc is not None:
+            frames = traceback.extract_tb(exc.__traceback__) if isinstance(exc, AttributeError) else []
+            owner = type(getattr(exc, "obj", None)).__module__.split(".")[0]
+            return bool(frames) and _inside(frames[-1].filename, package) and owner in ("airbyte_cdk", self.module)
+        files = re.findall(r'File "([^"]+)"', stack_trace or "")
+        error = _ATTRIBUTE_ERROR.search(stack_trace or "")
+        return bool(files and error) and _inside(files[-1], package) and error.group("type") not in _BUILTIN_TYPES
+
+    def _components_hint(self) -> str:
+        written = mf.components_written_for(self.files_dir, self.manifest())
+        runner = mf.runner_cdk_version().split(".")[0]
+        what = f"were written for CDK {written}" if written else "need another CDK"
+        where = "set `runtime: isolated`" if not self.block.spec.overrides else (
+            "manifest overrides need the in-process runtime: drop the override to run it isolated")
+        return f" (the connector's components {what}, not the runner's CDK {runner}; {where})"
 
     def read(self, catalog, state: list) -> Iterator[Any]:
         from airbyte_cdk.models import TraceType, Type
@@ -146,9 +233,52 @@ class InProcessSource(Source):
                 stream = None
                 if first_error is not None and first_error.stream_descriptor is not None:
                     stream = first_error.stream_descriptor.name
-                raise _failure(exc, first_error, stream) from None
+                failure = _failure(exc, first_error, stream)
+                raise self._with_components_hint(failure, exc, first_error) from None
         if first_error is not None:
-            raise _failure(RuntimeError("the connector reported an error"), first_error)
+            failure = _failure(RuntimeError("the connector reported an error"), first_error)
+            raise self._with_components_hint(failure, None, first_error)
+
+    def _with_components_hint(self, failure: SyncError, exc: BaseException | None, trace_error) -> SyncError:
+        stack = getattr(trace_error, "stack_trace", None)
+        if not (self._components_attribute_error(exc) or self._components_attribute_error(stack_trace=stack)):
+            return failure
+        message = str(failure)
+        internal = getattr(trace_error, "internal_message", None)
+        if internal and internal not in message:  # "An unexpected error occurred in stream projects: AttributeError"
+            message += f": {REDACTOR.redact(internal)}"
+        return SyncError(message + self._components_hint(), failure_type=failure.failure_type, stream=failure.stream)
+
+
+class _Attempt:
+    """What one bounded check or discover saw besides its answer: the OAuth refresh it could not make
+    (`manifest.bounded_requests`) and the exceptions the connector logged with their tracebacks (the CDK's check
+    keeps only ``str(error)``)."""
+
+    def __init__(self) -> None:
+        self.requests: mf.BoundedRequests | None = None
+        self.errors: list[BaseException] = []
+
+    def logger(self) -> logging.Logger:
+        """A logger for the CDK's ``check``/``discover``: it behaves as the ``airbyte`` logger (same name and
+        filters, its records go on to that logger's parents) and also keeps the exceptions logged with
+        ``exc_info``. Not registered with ``logging``, so it goes away with the operation."""
+        attempt = self
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.exc_info and record.exc_info[1] is not None:
+                    attempt.errors.append(record.exc_info[1])
+
+        airbyte = logging.getLogger("airbyte")
+        logger = logging.Logger("airbyte", airbyte.level)
+        logger.parent, logger.propagate = airbyte.parent, airbyte.propagate
+        for keep_out in airbyte.filters:
+            logger.addFilter(keep_out)
+        for handler in airbyte.handlers:
+            logger.addHandler(handler)
+        logger.addHandler(Keep(logging.ERROR))
+        return logger
 
 
 def _within(seconds: float, fn: Callable[[], T]) -> T:
@@ -180,6 +310,9 @@ _STREAM_FAILED = re.compile(
 _OTHER_FAILURE = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
 _UNKNOWN_CHECK_STREAM = re.compile(r"(?P<name>\S+) is not part of the catalog\. Expected one of ")
 _EXHAUSTED = "Exhausted available request attempts. Please see logs for more details. Exception: "
+_OAUTH_NETWORK = "OAuth access token refresh request failed due to a network error."
+_ATTRIBUTE_ERROR = re.compile(r"^AttributeError: '(?P<type>\w+)' object has no attribute ", re.MULTILINE)
+_BUILTIN_TYPES = {name for name, value in vars(builtins).items() if isinstance(value, type)} | {"NoneType"}
 _HOST_PORT = re.compile(r"host='(?P<host>[^']+)', port=(?P<port>\d+)")
 _CONNECTION_PROBLEMS = (
     ("NameResolutionError", "cannot resolve the host name"),
@@ -197,12 +330,19 @@ def _check_message(raw: str) -> str:
     wrapped around a requests exception's text; users get 'stream projects: cannot connect to
     jira.example.com:443 (connection refused)', never quotes, object reprs or tracebacks."""
     text = _unquoted(raw.strip()).split("Error traceback:")[0]
-    if unknown := _UNKNOWN_CHECK_STREAM.search(text):  # zendesk-support 4.9.1's check names `Tags`, not `tags`
+    if unknown := _UNKNOWN_CHECK_STREAM.search(text):  # one `manifest.repaired_check` could not match either
         return f"the manifest's check names stream {unknown.group('name')!r}, which this connector does not have"
     subject, text = _subject(text)
     text = text.replace(_EXHAUSTED, "")
     detail = _connection_problem(text) or text.replace("HTTP Status Code: ", "HTTP ").replace(". Error: ", ": ", 1)
     return REDACTOR.redact(" ".join((f"{subject}: {detail}" if subject else detail).split()))
+
+
+def _inside(filename: str, directory: Path) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(directory)
+    except (OSError, ValueError):
+        return False
 
 
 def _unquoted(text: str) -> str:
