@@ -14,7 +14,8 @@ are fast. Per connector, in a temporary project with its own connectors.yaml:
   2. `ingest spec`  → the real spec; the block is rewritten by `scaffold.block_text` with `scaffold.dummy_config`
      values as plain config (hosts end in .invalid, so nothing real is reached) and secrets as ${DUMMY_*} references,
      set only in the CLI's environment
-  3. `ingest discover` (timeout 120 s) → stream count, or the error's first line
+  3. `ingest discover` (this script waits 120 s; the runner itself gives an in-process discover 4 x its check
+     timeout, 60 s) → stream count, or the error's first line
   4. `ingest check` (the runner's default check timeout, 15 s; this script waits 90 s) → exit code, seconds, message
 
 No network but the package index is assumed: every real API call ends at DNS, so a clean one-line failure is the best
