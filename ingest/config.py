@@ -25,6 +25,8 @@ DEFAULT_CONFIG = "connectors.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 # `airbyte-source-stripe` (newest at install time, then pinned in connectors.lock) or `airbyte-source-stripe==5.14.1`.
 _PACKAGE = re.compile(r"^(?P<package>airbyte-source-[a-z0-9]+(-[a-z0-9]+)*)(==(?P<version>[0-9][0-9A-Za-z.+!-]*))?$")
+_REQUIREMENT = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+                          r"( *(==|!=|>=|<=|~=|>|<) *[0-9][0-9A-Za-z.*+!-]*( *, *(==|!=|>=|<=|~=|>|<) *[0-9][0-9A-Za-z.*+!-]*)*)?$")
 # Destination settings that are secrets: like a connector's airbyte_secret fields they must be ${REF}s.
 SNOWFLAKE_SECRET_KEYS = ("password", "private_key", "private_key_passphrase")
 WriteMode = Literal["append", "dedup", "replace"]
@@ -100,6 +102,10 @@ class BlockSpec(_Strict):
     # Where a `source:` connector runs: in-process on the runner's CDK (declarative manifests), isolated in its own
     # environment as a child process, or auto (in-process when the manifest can, isolated otherwise).
     runtime: Literal["auto", "in_process", "isolated"] = "auto"
+    # Requirements that replace what an isolated connector's release asks for, in its own environment only (uv
+    # --override): for a release whose metadata pins something that does not exist (airbyte-source-s3 4.16.1 pins
+    # smart-open[s3]==4.16.1). Plain `name[extras]<specifiers>` only: no URLs, paths, markers or options.
+    dependency_overrides: list[str] = Field(default_factory=list)
     config: dict[str, Any] = Field(default_factory=dict)
     streams: list[StreamSpec] = Field(min_length=1)
     destination: Literal["duckdb", "snowflake"] | DestinationSpec | None = None
@@ -119,6 +125,9 @@ class BlockSpec(_Strict):
                              f"'airbyte-source-jira==4.0.0', got {self.source!r}")
         if self.runtime != "auto" and not self.source:
             raise ValueError("runtime: only for 'source:' connectors (manifests and pullers run in-process)")
+        if self.dependency_overrides and (not self.source or self.runtime == "in_process"):
+            raise ValueError("dependency_overrides: only for 'source:' connectors that run isolated (in-process "
+                             "connectors use the runner's own libraries)")
         if self.components and not self.manifest:
             raise ValueError("components: only valid together with 'manifest'")
         if self.overrides and self.puller:
@@ -128,6 +137,15 @@ class BlockSpec(_Strict):
         if dupes:
             raise ValueError(f"streams: duplicate stream name(s) {', '.join(dupes)}")
         return self
+
+    @field_validator("dependency_overrides")
+    @classmethod
+    def _requirements(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not isinstance(item, str) or not _REQUIREMENT.match(item.strip()):
+                raise ValueError(f"expected requirements like 'smart-open[s3]>=7,<8' (a name, extras, version "
+                                 f"specifiers; no URLs, paths, markers or options), got {item!r}")
+        return [item.strip() for item in v]
 
     @field_validator("schedule")
     @classmethod

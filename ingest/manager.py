@@ -327,7 +327,7 @@ class AirbyteManager:
         # Discover and check the streams before the destination is opened: a stream the connector doesn't offer
         # is a config error (exit 2) and must leave no file behind.
         try:
-            catalog = source.discover()
+            catalog = source.discover(for_sync=True)
         except SyncError as exc:
             catalog, discover_error = None, exc
         else:

@@ -143,9 +143,13 @@ class InProcessSource(Source):
             source, config = self._build(manifest=manifest, for_check=True)
             return source.check(attempt.logger(), config)
 
-    def discover(self):
+    def discover(self, *, for_sync: bool = False):
         """The catalog. Bounded like `check` (no HTTP retries, one OAuth refresh attempt), within
-        ``discover_timeout``; a failure is one SyncError line saying what discover needed the network for."""
+        ``discover_timeout``; a failure is one SyncError line saying what discover needed the network for.
+        `for_sync`: the discover that starts a sync keeps the manifest's retries and no deadline (a 429 while
+        listing a connector's dynamic streams is waited out, as the reads that follow would be)."""
+        if for_sync:
+            return self._discover_for_sync()
         attempt = _Attempt()
         with contained():
             try:
@@ -163,6 +167,20 @@ class InProcessSource(Source):
                 detail = self._explained(_check_message(str(failure)), attempt, also=trace)
                 network = attempt.requests is not None and attempt.requests.oauth_error is not None
                 raise SyncError(self._discover_problem(detail, network=network or "cannot connect to " in detail),
+                                failure_type=failure.failure_type) from None
+
+    def _discover_for_sync(self):
+        attempt = _Attempt()
+        with contained():
+            try:
+                source, config = self._build()
+                return source.discover(attempt.logger(), config)
+            except SyncError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                attempt.errors.append(exc)
+                failure = _failure(exc, None)
+                raise SyncError(self._explained(_check_message(str(failure)), attempt),
                                 failure_type=failure.failure_type) from None
 
     def _discover_once(self, attempt: "_Attempt"):

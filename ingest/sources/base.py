@@ -20,8 +20,9 @@ class Source(abc.ABC):
         """Can we connect with this config? (ok, message)"""
 
     @abc.abstractmethod
-    def discover(self) -> Any:
-        """An `airbyte_cdk.models.AirbyteCatalog`."""
+    def discover(self, *, for_sync: bool = False) -> Any:
+        """An `airbyte_cdk.models.AirbyteCatalog`. `for_sync`: the discover a sync starts with (a source may bound
+        an interactive discover more tightly than that one)."""
 
     @abc.abstractmethod
     def read(self, catalog: Any, state: list[Any]) -> Iterator[Any]:

@@ -53,6 +53,7 @@ class Connector:
         self.lock = lock or LockFile.load(block.project.lock_path)
         self.cache = cache or ConnectorCache(block.project.connectors_dir, notify=notify)
         self.persist = persist  # False: resolve and fetch, but leave connectors.lock as it is (`ingest validate`)
+        self.overrides: list[str] = list(block.spec.dependency_overrides)
         self._unlocked_version: str | None = None
 
     # ------------------------------------------------------------ release and runtime
@@ -129,7 +130,10 @@ class Connector:
             allowed = SpecifierSet(requires_python(files, self.package) or "")
         except InvalidSpecifier:
             allowed = SpecifierSet()
-        others = sorted((v for v in available_pythons() if v != runner), key=lambda v: tuple(map(int, v.split("."))), reverse=True)
+        # Older first (a release that fails on the runner's Python is usually too old for it), then newer.
+        key = lambda v: tuple(map(int, v.split(".")))  # noqa: E731
+        others = sorted((v for v in available_pythons() if key(v) < key(runner)), key=key, reverse=True)
+        others += sorted((v for v in available_pythons() if key(v) > key(runner)), key=key)
         candidates = [v for v in [runner, *others] if allowed.contains(f"{v}.0", prereleases=True)]
         if not candidates:
             _raise(self.block, ("source",), f"{release} needs Python {allowed}; this machine has "
@@ -137,13 +141,19 @@ class Connector:
         tried = []
         for minor in candidates:
             try:
-                python = self.cache.ensure_venv(self.package, version, python=minor)
+                python = self.cache.ensure_venv(self.package, version, python=minor, overrides=self.overrides)
+            except ConfigError as exc:
+                if "python" not in str(exc).lower():  # unsatisfiable whatever the Python: say so at the block
+                    _raise(self.block, ("source",), str(exc))
+                tried.append(f"Python {minor}: {str(exc).splitlines()[0][:300]}")
+                continue
+            try:
                 IsolatedSource(python, self.package, {}, label=self.block.name).spec()
                 return minor
             except IngestError as exc:
                 why = str(exc).splitlines()[0][:300]
                 tried.append(f"Python {minor}: {why}")
-                self.cache.remove_venv(self.package, version, python=minor)
+                self.cache.remove_venv(self.package, version, python=minor, overrides=self.overrides)
                 if minor != candidates[-1]:
                     self.cache.notify(f"{release} does not start on Python {minor} ({why}); trying the next Python")
         _raise(self.block, ("source",), f"{release} does not start on any Python here: " + "; ".join(tried))
@@ -178,7 +188,7 @@ class Connector:
     def python(self) -> Path:
         entry = self.lock.get(self.block.name)
         minor = entry.python if entry is not None and not self.stale() else None
-        return self.cache.ensure_venv(self.package, self.version(), python=minor)
+        return self.cache.ensure_venv(self.package, self.version(), python=minor, overrides=self.overrides)
 
     def spec(self) -> dict:
         """connectionSpecification: from the package's files (with the block's override), else from the connector

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from ..errors import ConfigError, SyncError
 
@@ -142,19 +143,22 @@ class ConnectorCache:
     def files_dir(self, package: str, version: str) -> Path:
         return self.root / "files" / f"{package}-{version}"
 
-    def venv_dir(self, package: str, version: str, python: str | None = None) -> Path:
-        """`python`: the minor version ("3.10") when not the runner's own."""
+    def venv_dir(self, package: str, version: str, python: str | None = None, overrides: Sequence[str] = ()) -> Path:
+        """`python`: the minor version ("3.10") when not the runner's own; `overrides`: the block's
+        dependency_overrides (another set of requirements is another environment)."""
         suffix = f"-py{python}" if python and python != runner_python_version() else ""
+        if overrides:
+            suffix += "-o" + hashlib.sha256("\n".join(sorted(overrides)).encode()).hexdigest()[:10]
         return self.root / "venvs" / f"{package}-{version}{suffix}"
 
-    def venv_python(self, package: str, version: str, python: str | None = None) -> Path:
-        return self.venv_dir(package, version, python) / "bin" / "python"
+    def venv_python(self, package: str, version: str, python: str | None = None, overrides: Sequence[str] = ()) -> Path:
+        return self.venv_dir(package, version, python, overrides) / "bin" / "python"
 
     def has_files(self, package: str, version: str) -> bool:
         return installed_version(self.files_dir(package, version), package) == version
 
-    def has_venv(self, package: str, version: str, python: str | None = None) -> bool:
-        return (self.venv_dir(package, version, python) / ".complete").is_file()
+    def has_venv(self, package: str, version: str, python: str | None = None, overrides: Sequence[str] = ()) -> bool:
+        return (self.venv_dir(package, version, python, overrides) / ".complete").is_file()
 
     # ------------------------------------------------------------ building
 
@@ -197,12 +201,13 @@ class ConnectorCache:
             self.notify(f"fetched {package}=={version} in {time.monotonic() - started:.1f} s")
         return final
 
-    def ensure_venv(self, package: str, version: str, python: str | None = None) -> Path:
+    def ensure_venv(self, package: str, version: str, python: str | None = None, overrides: Sequence[str] = ()) -> Path:
         """A virtualenv holding exactly `package==version` and its own dependencies, on Python `python` (a minor
-        version like "3.10"; default: the runner's own, which the packages are mostly built for); returns its python."""
-        final = self.venv_dir(package, version, python)
-        exe = self.venv_python(package, version, python)
-        if self.has_venv(package, version, python):
+        version like "3.10"; default: the runner's own, which the packages are mostly built for), with `overrides`
+        replacing the release's own requirements of those packages; returns its python."""
+        final = self.venv_dir(package, version, python, overrides)
+        exe = self.venv_python(package, version, python, overrides)
+        if self.has_venv(package, version, python, overrides):
             return exe
         interpreter = self.python
         if python and python != runner_python_version():
@@ -212,7 +217,7 @@ class ConnectorCache:
                 raise SyncError(f"{package}=={version} runs on Python {python} (connectors.lock), which this machine "
                                 f"lacks (found: {have}); install it (pyenv, uv python install, or the OS packages)")
         with self._locked(final):
-            if self.has_venv(package, version, python):
+            if self.has_venv(package, version, python, overrides):
                 return exe
             started = time.monotonic()
             on = f" on Python {python}" if python and python != runner_python_version() else ""
@@ -223,7 +228,11 @@ class ConnectorCache:
             # (a build killed half-way is rebuilt from scratch next time).
             try:
                 self._uv(["venv", "--quiet", "--python", interpreter, str(final)], what=f"create a virtualenv for {package}")
-                self._uv(["pip", "install", "--python", str(final / "bin" / "python"), f"{package}=={version}"],
+                extra = []
+                if overrides:
+                    (final / ".ingest-overrides.txt").write_text("".join(f"{r}\n" for r in overrides))
+                    extra = ["--override", str(final / ".ingest-overrides.txt")]
+                self._uv(["pip", "install", "--python", str(final / "bin" / "python"), *extra, f"{package}=={version}"],
                          what=f"install {package}=={version} into its own environment{on}", config_error=True)
                 site = next(iter((final / "lib").glob("python*/site-packages")), None)
                 if site is None:
@@ -236,9 +245,9 @@ class ConnectorCache:
             self.notify(f"built the environment for {package}=={version}{on} in {time.monotonic() - started:.1f} s")
         return exe
 
-    def remove_venv(self, package: str, version: str, python: str | None = None) -> None:
+    def remove_venv(self, package: str, version: str, python: str | None = None, overrides: Sequence[str] = ()) -> None:
         """Drop an environment (one whose connector does not start on that Python: not worth keeping)."""
-        final = self.venv_dir(package, version, python)
+        final = self.venv_dir(package, version, python, overrides)
         with self._locked(final):
             shutil.rmtree(final, ignore_errors=True)
 
@@ -277,7 +286,12 @@ class ConnectorCache:
         proc = subprocess.run([uv_binary(), *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             detail = _uv_reason(proc.stderr)
-            if "not found in the package registry" in proc.stderr:
+            missing = re.search(r"there is no version of (\S+?)(==\S+?)? and (\S+?) depends on \1", proc.stderr)
+            if missing and "--override" not in args:
+                detail = (f"{missing.group(3)} requires {missing.group(1)}{missing.group(2) or ''}, which is not on the package "
+                          f"index (a packaging mistake in the release?); the block can replace that requirement with "
+                          f"dependency_overrides: [\"{missing.group(1)}<a version that exists>\"]")
+            elif "not found in the package registry" in proc.stderr:
                 detail = "no such package on the package index (connector packages are named like airbyte-source-jira)"
             elif "no version of" in proc.stderr.lower() or "there is no version" in proc.stderr.lower():
                 detail = f"no such release on the package index ({detail})"

@@ -76,7 +76,7 @@ class IsolatedSource(Source):
             return True, None
         return False, _one_line(status.message or "check failed")
 
-    def discover(self):
+    def discover(self, *, for_sync: bool = False):
         # A sync reads right after it discovers: start that child now, so its interpreter start and imports (~1.2 s
         # for a CDK 6 connector, a tenth of a 150k-record faker read) overlap discover and the destination's setup.
         self._start_spare()

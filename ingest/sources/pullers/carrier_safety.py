@@ -446,7 +446,7 @@ class CarrierSafetyPuller(Source):
             client.close()
         return True, None
 
-    def discover(self):
+    def discover(self, *, for_sync: bool = False):
         from . import models
 
         m = models()

@@ -419,7 +419,7 @@ class TruckPricingPuller(Source):
                 return False, f"lanes.path: file not found: {path}"
         return True, None
 
-    def discover(self):
+    def discover(self, *, for_sync: bool = False):
         from . import models
 
         m = models()
