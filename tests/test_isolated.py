@@ -45,8 +45,11 @@ def _build_env(directory: Path, *requirements: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def faker_python(tmp_path_factory) -> str:
-    return _build_env(tmp_path_factory.mktemp("envs") / "faker", f"{FAKER}==7.2.1")
+def faker_python(connectors_cache) -> str:
+    """faker 7.2.1's environment in the suite's connectors cache (conftest builds it once per machine)."""
+    from ingest.sources.environments import ConnectorCache
+
+    return str(ConnectorCache(connectors_cache).ensure_venv(FAKER, "7.2.1"))
 
 
 @pytest.fixture(scope="session")

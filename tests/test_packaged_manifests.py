@@ -380,7 +380,9 @@ def test_discover_has_a_deadline(tmp_path, files, reroute, silent_port):
 def test_static_discover_makes_no_request(tmp_path, files, reroute, silent_port):
     urls = reroute(silent_port)
     catalog = source_for(tmp_path, files, "airbyte-source-zendesk-support").discover()
-    assert len(catalog.streams) == 41 and urls == []
+    # (only zendesk's requests count: a discover abandoned at its deadline by an earlier test may still be waiting on
+    # its socket in a background thread of this process, and its late attempt is recorded too)
+    assert len(catalog.streams) == 41 and [u for u in urls if "zendesk" in u] == []
     assert mf.network_needs(mf.load_package_manifest("source_zendesk_support", files["airbyte-source-zendesk-support"])) is None
 
 

@@ -81,7 +81,9 @@ class Connector:
         files = self._fetch(version)
         runtime, reason, cdk = self._choose_runtime(files, version)
         python = self._isolated_python(version, files) if runtime == ISOLATED else None
-        if python and python != runner_python_version():
+        if python == runner_python_version():
+            python = None  # the runner's own, whichever that is where it runs: the lock names only an exception
+        if python:
             reason += f"; on Python {python} (it does not start on the runner's {runner_python_version()})"
         entry = LockEntry(source=self.package, version=version, runtime=runtime, reason=reason, cdk=cdk, python=python)
         if self.lock.set(self.block.name, entry) and self.persist:

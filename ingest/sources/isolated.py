@@ -138,7 +138,9 @@ class IsolatedSource(Source):
                 if error is not None and first_error is None:
                     first_error = error
                 if command != "read" and _kind(message) == "LOG":
-                    _log_airbyte(self.label, _value(message.log.level), message.log.message)
+                    # spec/check/discover end in one line of their own that says what failed; what the connector
+                    # logged on the way there is detail (-v), not a second, longer error on stderr
+                    _log_airbyte(self.label, _value(message.log.level), message.log.message, cap=logging.INFO)
                 yield message
             returncode = child.wait_exit()
         finally:
@@ -367,6 +369,6 @@ def _airbyte_log(line: str) -> tuple[str, str] | None:
     return None
 
 
-def _log_airbyte(label: str, level: str, message: str) -> None:
+def _log_airbyte(label: str, level: str, message: str, cap: int = logging.CRITICAL) -> None:
     text = message if log.isEnabledFor(logging.DEBUG) else without_traceback(message)
-    log.log(AIRBYTE_LEVELS.get(level, logging.INFO), "%s: %s", label, REDACTOR.redact(text))
+    log.log(min(AIRBYTE_LEVELS.get(level, logging.INFO), cap), "%s: %s", label, REDACTOR.redact(text))

@@ -213,6 +213,8 @@ def _value(key: str, prop: dict, *, prefer_examples: bool = False, required_only
     if kind == "array":
         items = prop.get("items") if isinstance(prop.get("items"), dict) else {}
         n = prop.get("minItems") if isinstance(prop.get("minItems"), int) else 0
+        if n == 0 and "object" in _types(_all_of(items)):
+            n = 1  # a list of objects a spec asks for (a file-based source's `streams`) is never meant empty
         if n == 0:
             return []
         if items.get("enum"):
