@@ -92,8 +92,17 @@ def main(ctx, config, verbose):
     """Run data-ingestion connector blocks from connectors.yaml into DuckDB or Snowflake."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    ctx.obj["verbose"] = verbose
     _setup_logging(verbose)
     _stop_on_sigterm()
+
+
+def _quiet_connector(ctx) -> None:
+    """check/discover end in one line of ours saying what failed; the CDK's own ERROR/WARNING lines on the way there
+    ("Retries exhausted ...", "Stream x is not available: <a urllib3 repr>") are detail: shown with -v."""
+    if not ctx.obj.get("verbose"):
+        logging.getLogger("airbyte").setLevel(logging.CRITICAL)
+        logging.getLogger("ingest.connector").setLevel(logging.ERROR)
 
 
 def _stop_on_sigterm() -> None:
@@ -250,6 +259,7 @@ def spec(ctx, block):
 @click.pass_context
 def check(ctx, block):
     """Check that the block's connector can connect with its config."""
+    _quiet_connector(ctx)
     ok, message = _manager(ctx, resolve=block).check(block)
     if ok:
         click.echo(f"{block}: check succeeded")
@@ -264,6 +274,7 @@ def check(ctx, block):
 @click.pass_context
 def discover(ctx, block, as_json):
     """List the streams the connector offers."""
+    _quiet_connector(ctx)
     catalog = _manager(ctx, resolve=block).discover(block)
     if as_json:
         from airbyte_cdk.models.airbyte_protocol_serializers import AirbyteCatalogSerializer
