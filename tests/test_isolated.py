@@ -172,7 +172,7 @@ def test_closing_a_read_early_stops_the_child_and_its_worker(faker_python):
 
 def test_a_child_started_ahead_and_never_used_is_stopped(faker_python):
     source = faker(faker_python)
-    source.discover()  # also starts the child a read would use
+    source.discover(for_sync=True)  # a sync's discover also starts the child its read will use
     assert len(descendants()) == 1
     del source
     gc.collect()
@@ -294,3 +294,17 @@ def test_sigkill_of_the_runner_leaves_no_child_or_grandchild(connector, request,
     finally:
         runner.kill()
         runner.wait()
+
+
+def test_an_interactive_discover_is_bounded(fixture_python):
+    """`ingest discover` of a connector that never answers: one line after 4 x the check timeout (a sync's discover
+    waits as long as the connector needs)."""
+    from ingest.errors import SyncError
+
+    source = IsolatedSource(fixture_python, "airbyte-source-isolated-test", {"behaviour": "hang_discover"},
+                            label="fixture", check_timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(SyncError, match=r"^discover: no answer within 2 s"):
+        source.discover()
+    assert time.monotonic() - started < 6
+    assert descendants() == []
