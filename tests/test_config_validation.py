@@ -286,8 +286,17 @@ def test_repo_connectors_yaml_validates(tmp_path: Path):
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(ROOT / "connectors.yaml", project / "connectors.yaml")
+    shutil.copy(ROOT / "connectors.lock", project / "connectors.lock")
     if (ROOT / "overrides").is_dir():
         shutil.copytree(ROOT / "overrides", project / "overrides")
+    # a pull-request check: no production secret is set; unset references are warnings, the rest is checked
+    pr = ingest(["validate"], project, {})
+    assert pr.code == 0, str(pr)
+    assert re.search(r"^ok +demo +isolated \(a Python connector", pr.stdout, re.M), str(pr)
+    assert re.search(r"^ok +jira +in_process \(declarative manifest", pr.stdout, re.M), str(pr)
+    assert re.search(r"^warn +jira +.*secret reference \$\{JIRA_API_TOKEN\} is not set", pr.stdout, re.M), str(pr)
+    assert "not in connectors.lock yet" not in pr.stdout, str(pr)
+    assert (project / "connectors.lock").read_text() == (ROOT / "connectors.lock").read_text()
     # every secret the repo's blocks reference, with a plausible value (the domain must look like a host)
     names = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", (ROOT / "connectors.yaml").read_text()))
     env = {name: FAKE_SECRET for name in names}
