@@ -536,3 +536,40 @@ def test_github_workflow_runs_read_with_custom_pagination(tmp_path, files):
         assert [m.record.data["id"] for m in second if m.type == Type.RECORD] == [3]  # the boundary record (>=)
     finally:
         fake.close()
+
+
+def test_github_workflow_runs_through_ingest_run(project):
+    """The newest github manifest (2.7.1, CDK 7.28.3, custom components) in-process through `ingest run` against a
+    loopback fake: rows land, the second run resumes from the saved cursor and stops paging early."""
+    fake = FakeGitHub([[workflow_run(3, "2024-05-03T00:00:00Z"), workflow_run(2, "2024-03-01T00:00:00Z")],
+                       [workflow_run(1, "2024-01-15T00:00:00Z")]])
+    try:
+        project.write_config(f"""\
+            connectors:
+              github:
+                team: platform
+                source: airbyte-source-github==2.7.1
+                config:
+                  credentials: {{option_title: PAT Credentials, personal_access_token: "${{GITHUB_TOKEN}}"}}
+                  repositories: [acme/app]
+                  start_date: "{START}"
+                  api_url: {fake.url}
+                streams: [{{name: workflow_runs}}]
+            """)
+        env = {"GITHUB_TOKEN": "ghp-dummy-5150"}
+        r = project.cli("run", "github", env=env)
+        assert r.code == 0, r.output
+        assert "in_process" in (project.root / "connectors.lock").read_text()
+        assert project.query("SELECT id, status FROM github_workflow_runs ORDER BY id") == [
+            (1, "completed"), (2, "completed"), (3, "completed")]
+        assert fake.runs_requested() == [None, "2"]
+        assert all(h.get("Authorization") == "token ghp-dummy-5150" for _, _, h in fake.requests)
+
+        fake.requests.clear()
+        r = project.cli("run", "github", env=env)
+        assert r.code == 0, r.output
+        assert fake.runs_requested() == [None]  # resumed from the cursor: page 1 is old enough to stop
+        assert project.scalar("SELECT count(*) FROM github_workflow_runs") == 3  # the boundary run, deduplicated
+        assert b"ghp-dummy-5150" not in project.db.read_bytes()
+    finally:
+        fake.close()
