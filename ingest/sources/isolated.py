@@ -74,7 +74,8 @@ class IsolatedSource(Source):
             return False, f"no answer within {self.check_timeout:g} s"
         if _value(status.status) == "SUCCEEDED":
             return True, None
-        return False, _one_line(status.message or "check failed")
+        from .airbyte import _check_message  # one wording for every runtime: no Python reprs, no quoted wrappers
+        return False, _check_message(_one_line(status.message or "check failed"))
 
     def discover(self, *, for_sync: bool = False):
         """The catalog. An interactive discover (`ingest discover`) answers within 4 x the check timeout, like the
