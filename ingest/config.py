@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .secrets import REDACTOR, REFERENCE, load_provider
+from .secrets import REDACTOR, REFERENCE, load_provider, too_short
 
 DEFAULT_CONFIG = "connectors.yaml"
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -647,6 +647,9 @@ def _resolve_refs(value: Any, path: tuple, provider, problems: _Problems, secret
                 return ""
             if not isinstance(secret, str):
                 secret = str(secret)
+            if short := too_short(name, secret):
+                problems.add(path, short)
+                return ""
             REDACTOR.add(secret)
             secret_names.add(name)
             return secret

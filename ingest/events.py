@@ -88,7 +88,11 @@ class Event:
         if self.kind == DATA_LANDED:
             data.pop("error_class")
             data.pop("error_message")
-        return REDACTOR.redact_obj(data)
+        elif data["error_message"]:
+            # Only free text is redacted. Names, ids, timestamps and counts are ours and stay exact: a secret that
+            # happens to be "2026" or "safety" must not turn the ledger into "****-12-02" / "carrier_****_basics".
+            data["error_message"] = REDACTOR.redact(data["error_message"])
+        return data
 
 
 def webhook_url(configured: str | None = None) -> str | None:

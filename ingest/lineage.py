@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .secrets import REDACTOR, REFERENCE, load_provider
+from .secrets import REDACTOR, REFERENCE, load_provider, too_short
 
 log = logging.getLogger("ingest.lineage")
 
@@ -200,6 +200,8 @@ def resolve_secret(value: str | None, secrets: str | None = "env") -> str | None
         secret = provider.get(m.group(1))
         if secret is None or secret == "":
             raise LineageSettingsError(f"secret reference ${{{m.group(1)}}} is not set")
+        if short := too_short(m.group(1), str(secret)):
+            raise LineageSettingsError(short)
         REDACTOR.add(str(secret))
         return str(secret)
 

@@ -21,6 +21,18 @@ from urllib.parse import quote, quote_plus
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 MASK = "****"
+# A value this short would match ordinary text everywhere (a "12" in every date), so it cannot be kept out of output
+# reliably: a reference that resolves to one is refused where it is resolved (a config error), never silently shown.
+MIN_SECRET_LENGTH = 4
+
+
+def too_short(name: str, value: str) -> str | None:
+    """The config error for a `${NAME}` whose value is too short to redact; None when it is long enough. Never shows
+    the value."""
+    if len(value) >= MIN_SECRET_LENGTH:
+        return None
+    return (f"secret reference ${{{name}}} resolves to a value of {len(value)} character(s): too short to keep out of "
+            f"logs and errors (at least {MIN_SECRET_LENGTH}). If it is not a secret, write it in the file as it is")
 
 
 class SecretProvider(Protocol):
@@ -53,11 +65,12 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        # Very short values would redact ordinary words; secrets that short are not secrets anyway.
-        if not isinstance(value, str) or len(value) < 4:
+        # Shorter values are refused where references are resolved (`too_short`); registering one would mask
+        # ordinary text everywhere.
+        if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
             return
         with self._lock:
-            new = {v for v in _variants(value) if len(v) >= 4} - self._values
+            new = {v for v in _variants(value) if len(v) >= MIN_SECRET_LENGTH} - self._values
             if new:
                 self._values |= new
                 alternatives = sorted(self._values, key=len, reverse=True)

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, SyncError
-from ..secrets import REDACTOR, REFERENCE, load_provider
+from ..secrets import REDACTOR, REFERENCE, load_provider, too_short
 from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget, lock_is_stale
 from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
 
@@ -222,6 +222,9 @@ def resolve_config(project) -> SnowflakeConfig:
                 problems.append(f"{_where(project, key)}: secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
                 return ""
             secret = str(secret)
+            if short := too_short(name, secret):
+                problems.append(f"{_where(project, key)}: {short}")
+                return ""
             REDACTOR.add(secret)
             return secret
 
