@@ -57,9 +57,22 @@ class Case:
     lists: list[str] = field(default_factory=list)
 
 
+def header_text(path: Path) -> str:
+    """A fixture's text for reading its header, whatever its encoding: the corpus holds UTF-16/32 files (with and
+    without a byte-order mark), Latin-1 and binary garbage on purpose; their `# expect:` lines are plain ASCII."""
+    raw = path.read_bytes()
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"),
+                       (b"\xef\xbb\xbf", "utf-8")):
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(codec)
+    if raw[1:2] == b"\0":  # UTF-16-LE without a byte-order mark
+        return raw.decode("utf-16-le", errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
 def read_case(path: Path) -> Case:
     case = Case(path)
-    for line in path.read_text().splitlines():
+    for line in header_text(path).splitlines():
         if not line.startswith("#"):
             if line.strip():
                 break
@@ -178,7 +191,7 @@ def test_corpus_is_big_enough_and_well_formed():
     assert GOOD
     for path in BAD:
         case = read_case(path)
-        assert path.read_text().startswith("# expect: "), f"{path.name}: must start with an '# expect:' line"
+        assert header_text(path).startswith("# expect: "), f"{path.name}: must start with an '# expect:' line"
         assert case.block, f"{path.name}: needs a '# block:' line"
         assert any("{file}:" in e for e in case.expects), f"{path.name}: one expectation must pin file:line"
     for path in GOOD:
