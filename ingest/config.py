@@ -563,21 +563,23 @@ def _destination(project: "Project", block: Block) -> tuple[tuple, str]:
     return ("duckdb", str(path.resolve())), f"duckdb {path}"
 
 
-def table_problems(project: "Project") -> _Problems:
+def table_problems(project: "Project", only_block: str | None = None) -> _Problems:
     """Tables two streams would share, and tables in ingest's reserved namespace, each at the stream's line.
 
     Two streams in one table overwrite each other (a `replace` drops the other's rows, a dedup merge nulls its
     columns), silently; so, per destination and case-insensitively, every table must have one writer — across
     blocks and teams, for explicit `table:`s and derived names alike (`a-b`, `a_b` and `A B` all derive `x_a_b`).
-    Uses `Block.streams`, the table names the sync writes to, so validation and runtime cannot disagree."""
+    Uses `Block.streams`, the table names the sync writes to, so validation and runtime cannot disagree.
+    `only_block`: report only the problems of that block's streams (a block `ingest add` is appending)."""
     problems = problems_for(project)
     writers: dict[tuple, tuple[tuple, Stream]] = {}  # (destination, table lower-cased) -> its first writer
     for block in project.blocks.values():
         destination, described = _destination(project, block)
         for index, (spec, stream) in enumerate(zip(block.spec.streams, block.streams)):
             where = ("connectors", block.name, "streams", index) + (("table",) if spec.table is not None else ())
+            report = problems.add if only_block in (None, block.name) else (lambda *_: None)
             if spec.table is not None and RESERVED_TABLE.match(stream.table):
-                problems.add(where, f"{stream.table!r} is in the reserved '_ingest_' namespace (ingest's own "
+                report(where, f"{stream.table!r} is in the reserved '_ingest_' namespace (ingest's own "
                                     "bookkeeping tables: state, runs, events, locks, staging); choose another table")
                 continue
             key = (destination, stream.table.lower())
@@ -587,7 +589,7 @@ def table_problems(project: "Project") -> _Problems:
             first_where, first = writers[key]
             first_at = f"{_format_path(first_where[:4])} (stream {first.name!r}, {project.path}:{problems.line(first_where)})"
             spelled = f" as {first.table!r}" if first.table != stream.table else ""
-            problems.add(where, f"table {stream.table!r} is also written by {first_at}{spelled} in the same destination "
+            report(where, f"table {stream.table!r} is also written by {first_at}{spelled} in the same destination "
                                 f"({described}); " + ("table names are case-insensitive, and " if spelled else "")
                                 + "two streams in one table overwrite each other: give one of them its own 'table:'")
     return problems
@@ -641,6 +643,17 @@ def load_project(path: str | Path | None = None) -> Project:
         raise ConfigError(f"{file}: file not found (pass --config or set INGEST_CONFIG)")
     try:
         text = yamlfile.read_text(file)
+    except yamlfile.YAMLFileError as exc:
+        raise ConfigError(str(exc)) from None
+    project = parse_project(text, file)
+    table_problems(project).raise_if_any()
+    return project
+
+
+def parse_project(text: str, file: Path) -> Project:
+    """`load_project` on text already read (`ingest add` checks the file it is about to write), without the
+    per-destination table checks (`table_problems`)."""
+    try:
         data = yamlfile.load(text, file)
     except yamlfile.YAMLFileError as exc:
         raise ConfigError(str(exc)) from None
@@ -670,7 +683,6 @@ def load_project(path: str | Path | None = None) -> Project:
     problems.raise_if_any()
     project = Project(path=file, spec=spec, lines=lines)
     project.blocks = {name: Block(name=name, spec=b, project=project) for name, b in spec.connectors.items()}
-    table_problems(project).raise_if_any()
     return project
 
 
