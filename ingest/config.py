@@ -18,6 +18,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import yamlfile
 from .errors import ConfigError
 from .secrets import REDACTOR, REFERENCE, load_provider, too_short
 
@@ -44,11 +45,20 @@ class BatchSettings(_Strict):
     max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
 
 
+def _file_path(v: str | None) -> str | None:
+    # An empty path would open the config's own directory as a database (or an in-memory one, losing every row).
+    if v is not None and not v.strip():
+        raise ValueError("expected a file path; got an empty string")
+    return v
+
+
 class DuckDBSettings(_Strict):
     path: str = "warehouse.duckdb"
     # DuckDB's own worker threads compete with the connector for CPU; the loader's per-batch SQL is small, so one
     # thread is faster end to end (bench/throughput.py: 0.95x vs 0.89x of the raw read on 2 cores, same run).
     threads: int = Field(1, ge=1)
+
+    _path = field_validator("path")(_file_path)
 
 
 class SnowflakeSettings(_Strict):
@@ -73,6 +83,8 @@ class SnowflakeSettings(_Strict):
 class DestinationSpec(_Strict):
     type: Literal["duckdb", "snowflake"] = "duckdb"
     path: str | None = None  # duckdb only: overrides defaults.duckdb.path
+
+    _path = field_validator("path")(_file_path)
 
 
 class StreamSpec(_Strict):
@@ -534,6 +546,55 @@ def table_name(block: str, stream: str) -> str:
     return re.sub(r"[^a-z0-9_]", "_", f"{block}_{stream}".lower())
 
 
+# ingest's own tables (_ingest_state, _ingest_runs, _ingest_events, _ingest_locks, _ingest_tables), the staging and
+# load tables of a replace (_ingest_staging_<table>, Snowflake's _INGEST_LOAD_<table>) and DuckDB's scratch tables
+# (__ingest_dedup): a stream writing one of them would destroy the bookkeeping (a --full-refresh into _ingest_locks
+# breaks every later run). Matched case-insensitively: Snowflake upper-cases, DuckDB ignores case.
+RESERVED_TABLE = re.compile(r"_+ingest_", re.IGNORECASE)
+
+
+def _destination(project: "Project", block: Block) -> tuple[tuple, str]:
+    """(identity, description) of where a block's tables live. Every Snowflake block writes to the one database
+    and schema of defaults.snowflake; DuckDB blocks to a file, compared by its resolved path (two spellings of one
+    file are one destination)."""
+    if block.destination_type == "snowflake":
+        return ("snowflake",), "snowflake"
+    path = project.duckdb_path(block)
+    return ("duckdb", str(path.resolve())), f"duckdb {path}"
+
+
+def table_problems(project: "Project", only_block: str | None = None) -> _Problems:
+    """Tables two streams would share, and tables in ingest's reserved namespace, each at the stream's line.
+
+    Two streams in one table overwrite each other (a `replace` drops the other's rows, a dedup merge nulls its
+    columns), silently; so, per destination and case-insensitively, every table must have one writer — across
+    blocks and teams, for explicit `table:`s and derived names alike (`a-b`, `a_b` and `A B` all derive `x_a_b`).
+    Uses `Block.streams`, the table names the sync writes to, so validation and runtime cannot disagree.
+    `only_block`: report only the problems of that block's streams (a block `ingest add` is appending)."""
+    problems = problems_for(project)
+    writers: dict[tuple, tuple[tuple, Stream]] = {}  # (destination, table lower-cased) -> its first writer
+    for block in project.blocks.values():
+        destination, described = _destination(project, block)
+        for index, (spec, stream) in enumerate(zip(block.spec.streams, block.streams)):
+            where = ("connectors", block.name, "streams", index) + (("table",) if spec.table is not None else ())
+            report = problems.add if only_block in (None, block.name) else (lambda *_: None)
+            if spec.table is not None and RESERVED_TABLE.match(stream.table):
+                report(where, f"{stream.table!r} is in the reserved '_ingest_' namespace (ingest's own "
+                                    "bookkeeping tables: state, runs, events, locks, staging); choose another table")
+                continue
+            key = (destination, stream.table.lower())
+            if key not in writers:
+                writers[key] = (where, stream)
+                continue
+            first_where, first = writers[key]
+            first_at = f"{_format_path(first_where[:4])} (stream {first.name!r}, {project.path}:{problems.line(first_where)})"
+            spelled = f" as {first.table!r}" if first.table != stream.table else ""
+            report(where, f"table {stream.table!r} is also written by {first_at}{spelled} in the same destination "
+                                f"({described}); " + ("table names are case-insensitive, and " if spelled else "")
+                                + "two streams in one table overwrite each other: give one of them its own 'table:'")
+    return problems
+
+
 @dataclass
 class Project:
     path: Path
@@ -580,13 +641,22 @@ def load_project(path: str | Path | None = None) -> Project:
     file = config_path(str(path) if path else None)
     if not file.exists():
         raise ConfigError(f"{file}: file not found (pass --config or set INGEST_CONFIG)")
-    text = file.read_text()
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark else str(file)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        text = yamlfile.read_text(file)
+    except yamlfile.YAMLFileError as exc:
+        raise ConfigError(str(exc)) from None
+    project = parse_project(text, file)
+    table_problems(project).raise_if_any()
+    return project
+
+
+def parse_project(text: str, file: Path) -> Project:
+    """`load_project` on text already read (`ingest add` checks the file it is about to write), without the
+    per-destination table checks (`table_problems`)."""
+    try:
+        data = yamlfile.load(text, file)
+    except yamlfile.YAMLFileError as exc:
+        raise ConfigError(str(exc)) from None
     duplicates: list[tuple[tuple, int]] = []
     lines = _line_map(text, duplicates)
     problems = _Problems(file, lines)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import yaml
 
+from . import yamlfile
+
 FILES_KEY = "_files"
 FILE_KEYS = ("manifest", "components", "overrides")
 LOCK_ENV = "INGEST_LOCK_FILE"  # which lock file pins the deployed blocks (default: connectors.lock in base_dir)
@@ -27,7 +29,7 @@ LOCK_ENV = "INGEST_LOCK_FILE"  # which lock file pins the deployed blocks (defau
 def parse_for_flow(text: str, base_dir: str | Path = ".") -> dict:
     """Metaflow Config parser (`parser="ingest.flowconfig.parse_for_flow"`): YAML + the files blocks refer to.
     Relative paths are read from `base_dir` (deploy from the directory that holds connectors.yaml)."""
-    data = yaml.safe_load(text) or {}
+    data = yamlfile.load(text, Path(base_dir) / "connectors.yaml") or {}  # bounded: alias bombs, deep nesting
     files: dict[str, str] = {}
     for name, block in (data.get("connectors") or {}).items():
         if not isinstance(block, dict):

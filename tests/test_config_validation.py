@@ -57,9 +57,22 @@ class Case:
     lists: list[str] = field(default_factory=list)
 
 
+def header_text(path: Path) -> str:
+    """A fixture's text for reading its header, whatever its encoding: the corpus holds UTF-16/32 files (with and
+    without a byte-order mark), Latin-1 and binary garbage on purpose; their `# expect:` lines are plain ASCII."""
+    raw = path.read_bytes()
+    for bom, codec in ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"),
+                       (b"\xef\xbb\xbf", "utf-8")):
+        if raw.startswith(bom):
+            return raw[len(bom):].decode(codec)
+    if raw[1:2] == b"\0":  # UTF-16-LE without a byte-order mark
+        return raw.decode("utf-16-le", errors="replace")
+    return raw.decode("utf-8", errors="replace")
+
+
 def read_case(path: Path) -> Case:
     case = Case(path)
-    for line in path.read_text().splitlines():
+    for line in header_text(path).splitlines():
         if not line.startswith("#"):
             if line.strip():
                 break
@@ -178,7 +191,7 @@ def test_corpus_is_big_enough_and_well_formed():
     assert GOOD
     for path in BAD:
         case = read_case(path)
-        assert path.read_text().startswith("# expect: "), f"{path.name}: must start with an '# expect:' line"
+        assert header_text(path).startswith("# expect: "), f"{path.name}: must start with an '# expect:' line"
         assert case.block, f"{path.name}: needs a '# block:' line"
         assert any("{file}:" in e for e in case.expects), f"{path.name}: one expectation must pin file:line"
     for path in GOOD:
@@ -357,3 +370,102 @@ def test_problems_are_listed_in_file_order_in_process():
     lines = [int(p.split(":")[1]) for p in info.value.problems]
     assert lines == sorted(lines) and len(lines) == 3, info.value.problems
     assert all(p.startswith(f"{path}:") for p in info.value.problems)
+
+
+# Every command that reads connectors.yaml (all but `add`, tested in test_scaffold.py), with the arguments it needs.
+EVERY_COMMAND = [
+    ["list"], ["validate"], ["install", "demo"], ["spec", "demo"], ["check", "demo"], ["discover", "demo"],
+    ["run", "demo"], ["run", "demo", "--full-refresh"], ["status"], ["state", "show", "demo"],
+    ["state", "reset", "demo"], ["events", "list"], ["events", "replay"],
+]
+
+
+def test_every_command_refuses_two_streams_in_one_table(tmp_path: Path):
+    """The table check is in the shared load path, not only in `validate`: no command starts (nor writes a DuckDB
+    file) while two streams would write one table."""
+    config = stage(tmp_path / "project", CONFIGS / "bad" / "table_collision_explicit.yaml")
+    procs = [start(["-c", str(config), *args], tmp_path) for args in EVERY_COMMAND]
+    expected = (f"config error: {config}:16: connectors.billing.streams[0].table: table 'shared_users' is also "
+                f"written by connectors.demo.streams[0] (stream 'users', {config}:10)")
+    for args, proc in zip(EVERY_COMMAND, procs):
+        result = finish(proc)
+        assert result.code == 2, str(result)
+        assert result.stderr.startswith(expected) and len(result.stderr.splitlines()) == 1, str(result)
+    assert duckdb_files(tmp_path) == []
+
+
+def test_a_directory_or_a_non_utf8_file_as_config_is_one_line_exit_2(tmp_path: Path):
+    directory = tmp_path / "configs"
+    directory.mkdir()
+    latin1 = stage(tmp_path / "latin1", CONFIGS / "bad" / "not_utf8_latin1.yaml")
+    results = [finish(p) for p in [start(["-c", str(directory), command], tmp_path) for command in ("list", "validate")]
+               + [start(["-c", str(latin1), "status"], tmp_path)]]
+    for result in results[:2]:
+        assert result.code == 2, str(result)
+        assert result.stderr == f"config error: {directory}: is a directory, not a YAML file\n", str(result)
+    assert results[2].code == 2, str(results[2])
+    assert results[2].stderr == f"config error: {latin1}:7: not UTF-8 text (byte 0xe9); save the file as UTF-8\n"
+
+
+@pytest.mark.parametrize("fixture", ["overrides_alias_bomb", "overrides_recursive_alias", "overrides_deep_nesting"])
+def test_check_and_discover_refuse_an_override_that_attacks_the_parser(fixture: str, tmp_path: Path):
+    """The issue's case: an alias bomb in an overrides file passed `validate` and hung `discover`."""
+    config = stage(tmp_path / "project", CONFIGS / "bad" / f"{fixture}.yaml")
+    case = read_case(config)
+    results = [finish(p) for p in [start(["-c", str(config), command, "jira"], tmp_path) for command in ("check", "discover")]]
+    for result in results:
+        assert_rejected(result, config, case, validate=False)
+
+
+# Each is a few hundred bytes to a few kilobytes that, loaded naively, hangs or recurses; refused by one linear scan.
+ATTACKS = ["yaml_alias_bomb", "yaml_recursive_alias", "yaml_recursive_alias_in_list", "yaml_deep_nesting",
+           "yaml_deep_nesting_mappings", "yaml_huge_anchor_fanout"]
+
+
+@pytest.mark.parametrize("fixture", ATTACKS)
+def test_yaml_attacks_are_refused_in_well_under_a_second(fixture: str):
+    import time
+
+    from ingest.config import load_project
+    from ingest.errors import ConfigError
+
+    path = CONFIGS / "bad" / f"{fixture}.yaml"
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as info:
+        load_project(path)
+    elapsed = time.perf_counter() - started
+    assert len(info.value.problems) == 1 and info.value.problems[0].startswith(f"{path}:"), info.value.problems
+    # Measured: under 10 ms each. A bound that only a hang (the billion laughs never finishes) could miss.
+    assert elapsed < 1.0, f"{fixture}: {elapsed:.2f}s"
+
+
+@pytest.mark.parametrize("support, expected", [
+    ("override-alias-bomb.yaml", "7: YAML aliases expand to more than 250,000 nodes (an alias bomb?)"),
+    ("override-recursive.yaml", "2: recursive YAML alias *defs: it is inside its own anchor &defs"),
+    ("override-fanout.yaml", "2: YAML aliases expand to more than 250,000 nodes"),
+    ("override-deep.yaml", "1: nested more than 100 levels deep"),
+    ("override-utf16.yaml", "1: the file is UTF-16 encoded; save it as UTF-8"),
+])
+def test_override_files_are_read_through_the_same_bounded_loader(support: str, expected: str):
+    """Overrides (and manifests) are read by the manifest code, not load_project: the same bounds apply."""
+    import time
+
+    from ingest.sources.manifest import load_yaml_file
+    from ingest.yamlfile import YAMLFileError
+
+    started = time.perf_counter()
+    with pytest.raises(YAMLFileError) as info:
+        load_yaml_file(CONFIGS / "support" / support)
+    assert str(info.value).startswith(f"{CONFIGS / 'support' / support}:{expected}"), str(info.value)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_the_largest_real_manifest_is_well_within_the_bounds():
+    """The bounds must not refuse real files: every connector manifest in the suite's cache loads (github 2.7.1,
+    19.6k lines, is the largest)."""
+    from ingest.yamlfile import load_file
+
+    manifests = sorted(Path(CONNECTORS_DIR).glob("files/*/*/manifest.yaml"))
+    assert manifests, f"no connector manifests under {CONNECTORS_DIR}/files"
+    for path in manifests:
+        assert isinstance(load_file(path), dict), path

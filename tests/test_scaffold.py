@@ -212,6 +212,26 @@ def test_append_refuses_an_existing_block_and_changes_nothing(tmp_path):
     assert path.read_text() == EXISTING
 
 
+def test_append_refuses_a_block_whose_table_another_block_writes(tmp_path):
+    """Block `demo` stream `x_quotes` and block `demo_x` stream `quotes` both derive the table `demo_x_quotes`:
+    appending the second would make two writers of one table, so nothing is appended."""
+    path = tmp_path / "connectors.yaml"
+    existing = EXISTING.replace("- name: quotes", "- name: x_quotes")
+    path.write_text(existing)
+    text = "  demo_x:\n    team: pricing\n    puller: truck_pricing\n    streams:\n      - name: quotes\n"
+    with pytest.raises(ConfigError) as info:
+        scaffold.append_block(path, text)
+    assert str(info.value) == (
+        f"{path}: adding block 'demo_x': connectors.demo_x.streams[0]: table 'demo_x_quotes' is also written by "
+        f"connectors.demo.streams[0] (stream 'x_quotes', {path}:10) in the same destination (duckdb "
+        f"{tmp_path / 'warehouse.duckdb'}); two streams in one table overwrite each other: give one of them its own "
+        "'table:'; nothing was changed")
+    assert path.read_text() == existing
+    # With its own table it goes in.
+    scaffold.append_block(path, text + "        table: demo_x_quotes_v2\n")
+    assert set(load_project(path).blocks) == {"demo", "demo_x"}
+
+
 def test_append_to_a_file_without_trailing_newline(tmp_path):
     path = tmp_path / "connectors.yaml"
     path.write_text(EXISTING.rstrip("\n"))
@@ -317,3 +337,21 @@ def test_ingest_add_then_validate_through_the_cli(tmp_path):
     assert r.code == 2 and "a block of that name exists" in r.stderr, r.output
     r = run_cli(["add", "no such thing!", "--team", "fraud"], tmp_path)
     assert r.code == 2 and "expected a name like" in r.stderr, r.output
+
+
+def test_ingest_add_refuses_a_stream_whose_table_is_taken(tmp_path):
+    """`ingest add jira --stream issues` derives the table `jira_issues`; when another team's block already writes
+    a table of that name (here, spelled in upper case: tables are case-insensitive), add refuses and writes nothing."""
+    from .conftest import run_cli
+
+    config = tmp_path / "connectors.yaml"
+    existing = EXISTING.replace("- name: quotes", "- name: quotes\n        table: JIRA_ISSUES")
+    config.write_text(existing)
+    r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "issues"], tmp_path)
+    assert r.code == 2, r.output
+    assert (f"adding block 'jira': connectors.jira.streams[0]: table 'jira_issues' is also written by "
+            f"connectors.demo.streams[0] (stream 'quotes', connectors.yaml:11) as 'JIRA_ISSUES'") in r.stderr, r.output
+    assert "Traceback" not in r.output
+    assert config.read_text() == existing
+    r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "projects"], tmp_path)
+    assert r.code == 0, r.output

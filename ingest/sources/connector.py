@@ -22,6 +22,7 @@ import yaml
 
 from ..config import Block, problems_for, resolve_block
 from ..errors import ConfigError, IngestError
+from ..yamlfile import YAMLFileError
 from .environments import ConnectorCache, available_pythons, requires_python, runner_python_version
 from .lockfile import LockEntry, LockFile, staleness
 
@@ -345,6 +346,8 @@ def _raise(block: Block, key: tuple, message: str):
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, YAMLFileError):
+        return exc.in_file()
     if isinstance(exc, yaml.YAMLError):
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""

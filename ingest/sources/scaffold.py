@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .. import yamlfile
 from ..errors import ConfigError
 
 # Reserved by RFC 2606: never resolves, anywhere, so a check with a dummy config ends at DNS.
@@ -513,6 +514,7 @@ def append_block(config_path: str | Path, text: str) -> None:
         new_lines = [ln.rstrip("\n") + newline for ln in new_lines]
     result = "".join(lines[:insert_at] + new_lines + lines[insert_at:])
     _check_appended(result, name, block[name], path)
+    _refuse_shared_tables(result, name, path)
     _write_atomically(path, result)
 
 
@@ -545,6 +547,22 @@ def _check_appended(text: str, name: str, expected: Any, path: Path) -> None:
     got = (data or {}).get("connectors", {}) if isinstance(data, dict) else {}
     if not isinstance(got, dict) or got.get(name) != expected:
         raise ConfigError(f"{path}: could not place block {name!r} inside `connectors:` safely; nothing was changed")
+
+
+def _refuse_shared_tables(text: str, name: str, path: Path) -> None:
+    """The new block's streams write no table another stream of the file writes (`jira` + `issues` derives
+    `jira_issues`, which an existing block may write already): two writers would overwrite each other."""
+    from ..config import parse_project, table_problems
+
+    try:
+        project = parse_project(text, path)
+    except ConfigError:
+        return  # the file has other problems already; `ingest validate` lists them, this one among them
+    problems = table_problems(project, only_block=name)
+    if problems.paths:
+        where, message = problems.paths[0]
+        raise ConfigError(f"{path}: adding block {name!r}: {'.'.join(map(str, where[:2]))}.streams[{where[3]}]: "
+                          f"{message}; nothing was changed")
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -622,9 +640,9 @@ def _existing_names(path: Path) -> tuple[set[str], Path | None]:
     if not path.exists():
         return set(), None
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise ConfigError(f"{path}: not valid YAML; fix it before adding a block") from None
+        data = yamlfile.load_file(path) or {}
+    except yamlfile.YAMLFileError as exc:
+        raise ConfigError(f"{exc}; fix it before adding a block") from None
     connectors = data.get("connectors") if isinstance(data, dict) else None
     defaults = data.get("defaults") if isinstance(data, dict) else None
     raw = defaults.get("connectors_dir") if isinstance(defaults, dict) else None
