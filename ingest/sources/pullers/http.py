@@ -158,8 +158,8 @@ class RateLimiter:
 
     `clock` and the pace arithmetic are separate from sleeping so the adaptation can be checked without waiting."""
 
-    DECREASE = 0.75
-    CEILING_MARGIN = 0.95
+    DECREASE = 0.8
+    CEILING_MARGIN = 0.97
     RECOVER_SECONDS = 5.0
     PROBE_PER_SECOND = 0.001
     MIN_FRACTION = 0.02  # the pace never drops below 2% of the limit, however many 429s
@@ -172,9 +172,12 @@ class RateLimiter:
         self._last_slot = float("-inf")  # the last slot a caller actually used
         self._resume_at = 0.0  # nobody sends before this (Retry-After)
         self._plan = 0  # bumped by a pause or a cut: slots planned before it are void
-        self._cut_at = float("-inf")  # when the pace was last cut
-        self._cut_to = self.limit or 0.0  # the pace right after that cut
-        self._ceiling = self.limit or 0.0  # the pace recovered to quickly after that cut
+        # Start as if just recovered from a 429 at the limit: CEILING_MARGIN x the limit, creeping up to it. A server
+        # counts arrivals, and the first requests arrive late (each thread opens its connection), so the ones a
+        # second later would be "too close" to them at exactly the limit.
+        self._cut_at = clock() - self.RECOVER_SECONDS  # when the pace was last cut
+        self._ceiling = (self.limit or 0.0) * self.CEILING_MARGIN  # the pace recovered to quickly after that cut
+        self._cut_to = self._ceiling  # the pace right after that cut
 
     # -- the pace
 
