@@ -49,6 +49,19 @@ class Clock:
         return self.now
 
 
+def step(clock: Clock, limiter, seconds: float = 0.1) -> float:
+    clock.now += seconds
+    return limiter.pace
+
+
+def until_the_limit(clock: Clock, limiter) -> float:
+    """Seconds (of the fake clock) until the pace is back at the configured limit; at most an hour."""
+    for i in range(1, 36_001):
+        if step(clock, limiter) == limiter.limit:
+            return i / 10
+    raise AssertionError(f"the pace never came back to the limit (stuck at {limiter.pace})")
+
+
 def test_the_pace_drops_after_a_429_recovers_slowly_and_never_exceeds_the_limit():
     from ingest.sources.pullers.http import RateLimiter
 
@@ -64,19 +77,18 @@ def test_the_pace_drops_after_a_429_recovers_slowly_and_never_exceeds_the_limit(
     # Other requests sent at the old pace come back 429 too: they must not cut the pace again.
     limiter.throttled(sent_at=sent + 0.01, pause=1.0)
     assert limiter.pace == cut
-    paces = []
-    for _ in range(600):  # 60 s, every 100 ms
-        clock.now += 0.1
-        paces.append(limiter.pace)
+    paces = [step(clock, limiter) for _ in range(600)]  # 60 s, every 100 ms
     assert all(b >= a for a, b in zip(paces, paces[1:])), "recovery is monotonic"
     assert max(paces) <= 10
     after_2s, after_10s = paces[19], paces[99]
     assert cut < after_2s < 10, "recovers, but not at once"
     assert 10 * 0.9 <= after_10s < 10, "back near the limit within seconds, then creeping toward it"
-    # A second 429 at the new pace cuts again, from that pace (no memory of the old one).
-    before = limiter.pace
+    seconds_to_the_limit = 60 + until_the_limit(clock, limiter)
+    # A 429 at the new pace cuts again, from that pace (no memory of the old one)...
     limiter.throttled(sent_at=clock.now, pause=None)
-    assert limiter.pace <= before * 0.8
+    assert limiter.pace <= 10 * 0.8
+    # ... and since it was met while creeping above the ceiling, the next creep to the limit is slower.
+    assert until_the_limit(clock, limiter) > 1.5 * seconds_to_the_limit
     # Without a configured limit there is no pace to adapt; a 429 only pauses.
     unlimited = RateLimiter(None, clock=clock)
     unlimited.throttled(sent_at=clock.now, pause=0.5)

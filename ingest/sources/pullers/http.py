@@ -149,8 +149,9 @@ class RateLimiter:
       request arrives a little later than the one N requests before it, which a busy machine does all the time. So
       `throttled()` (a 429) cuts the pace to DECREASE x the pace that was refused, and remembers CEILING_MARGIN x that
       pace as the highest pace it returns to quickly: back to that ceiling, linearly, within RECOVER_SECONDS; then it
-      creeps up by PROBE_PER_SECOND of the limit per second, so a server that is in fact fine with the full limit gets
-      it again, and one that is not answers one 429 every minute or so instead of one in ten requests;
+      creeps up by PROBE_PER_SECOND of the limit per second (half that after each 429 met while creeping), so a
+      server that is in fact fine with the full limit gets it again, and one that is not meets a 429 after 30 s,
+      1 min, 2 min, ... instead of one request in ten;
     * **one cut per pace**: requests already sent at the old pace come back 429 too; only a request sent after the
       last cut can cut again;
     * **pause**: `pause(s)` and `throttled(pause=s)` (Retry-After) stop every thread for s seconds, including threads
@@ -178,6 +179,7 @@ class RateLimiter:
         self._cut_at = clock() - self.RECOVER_SECONDS  # when the pace was last cut
         self._ceiling = (self.limit or 0.0) * self.CEILING_MARGIN  # the pace recovered to quickly after that cut
         self._cut_to = self._ceiling  # the pace right after that cut
+        self._probe = self.PROBE_PER_SECOND  # creep above the ceiling, as a fraction of the limit per second
 
     # -- the pace
 
@@ -191,7 +193,7 @@ class RateLimiter:
         since = now - self._cut_at
         if since < self.RECOVER_SECONDS:
             return self._cut_to + (self._ceiling - self._cut_to) * since / self.RECOVER_SECONDS
-        return min(self.limit, self._ceiling + self.PROBE_PER_SECOND * self.limit * (since - self.RECOVER_SECONDS))
+        return min(self.limit, self._ceiling + self._probe * self.limit * (since - self.RECOVER_SECONDS))
 
     def _interval_at(self, when: float) -> float:
         return 1.0 / self._pace_at(when) if self.limit else 0.0
@@ -236,6 +238,10 @@ class RateLimiter:
             cut = bool(self.limit) and sent_at >= self._cut_at
             if cut:
                 refused = self._pace_at(sent_at)
+                if refused > self._ceiling:
+                    # Creeping up found the wall again: creep half as fast next time, so a long run against a server
+                    # that is strict to the exact limit meets it ~log2(duration) times, not every half minute.
+                    self._probe /= 2
                 floor = self.limit * self.MIN_FRACTION
                 self._ceiling = max(floor, refused * self.CEILING_MARGIN)
                 self._cut_to = max(floor, refused * self.DECREASE)
