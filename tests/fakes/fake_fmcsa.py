@@ -23,7 +23,8 @@ with the DOCUMENTED names (``allowToOperate``, ``phyZip``, ``outOfServiceDate`` 
 
 Hooks (from LoopbackServer in fake_greenscreens.py): ``fail_next(n, status, headers={"Retry-After": "1"})``,
 ``html_next(n)`` (a 200 maintenance page), ``malformed_next``, ``drop_next``, ``stall_next``, ``latency``,
-``rate_limit`` (requests/s over a sliding second; above it → 429, with ``retry_after`` seconds if set),
+``rate_limit`` (at most this many requests in any 1-second window, else an immediate 429 with ``Retry-After``: the
+whole seconds until there is room, or ``retry_after`` seconds, or none if ``retry_after=None``; see RollingWindowLimit),
 ``requests`` (the log, with each request's query), ``max_in_flight``.
 
 Cassettes: ``python -m tests.fakes.fake_fmcsa record`` rewrites fixtures/cassettes/fmcsa/*.yaml from this fake
@@ -39,12 +40,11 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .fake_greenscreens import ROOT, LoopbackServer, run_cli_in_cassette
+from .fake_greenscreens import RETRY_AFTER_WHOLE_SECONDS, ROOT, LoopbackServer, RollingWindowLimit, run_cli_in_cassette
 
 PREFIX = "/qc/services"
 RETRIEVAL = "2025-01-15T13:24:24.953+0000"
@@ -66,12 +66,11 @@ def _mdy(d) -> str:
 
 class FakeFMCSA(LoopbackServer):
     def __init__(self, *, web_key: str = "fmcsa-test-webkey-7f3a", latency: float = 0.0, rate_limit: float | None = None,
-                 retry_after: float | None = None):
+                 retry_after: float | str | None = RETRY_AFTER_WHOLE_SECONDS):
         super().__init__(latency)
         self.web_key = web_key
         self.unknown_dots: set[int] = set()
-        self.rate_limit, self.retry_after = rate_limit, retry_after
-        self._arrivals: list[float] = []
+        self.rate_limit = RollingWindowLimit(rate_limit, retry_after) if rate_limit else None
 
     @property
     def base_url(self) -> str:
@@ -87,14 +86,6 @@ class FakeFMCSA(LoopbackServer):
 
     def handle(self, method, path, query, headers, raw):
         extra = {}
-        if self.rate_limit:
-            now = time.monotonic()
-            with self.lock:
-                self._arrivals = [t for t in self._arrivals if now - t < 1.0] + [now]
-                over = len(self._arrivals) > self.rate_limit
-            if over:
-                h = {"Retry-After": f"{self.retry_after:g}"} if self.retry_after is not None else {}
-                return 429, self.default_error_body(429), h, extra
         if method != "GET" or not path.startswith(PREFIX + "/carriers/"):
             return 404, {"content": "Not Found", "retrievalDate": RETRIEVAL}, {}, extra
         if "webKey" not in query or not query["webKey"]:

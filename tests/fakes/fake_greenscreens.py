@@ -27,7 +27,8 @@ Test hooks: ``fail_next(n, status, path=, body=, headers=)``, ``html_next(n)`` (
 ``malformed_next(n)`` (a 200 with truncated JSON), ``drop_next(n)`` (connection closed, no answer),
 ``stall_next(n, seconds)`` (answer late: client timeouts), ``item_error_next(n, http_code=500)`` (the next n batch
 items come back ERROR), ``expire_tokens()`` (every issued token answers 401 from now on), ``token_ttl``,
-``latency`` (seconds before each answer), ``rate_limit`` (429 once more than this many requests/s arrive),
+``latency`` (seconds before each answer), ``rate_limit`` (at most this many requests in any 1-second window, else an
+immediate 429 without Retry-After: ``RollingWindowLimit``),
 ``requests`` (log: method, path, status, lanes, token, time), ``calls_to(path)``, ``max_in_flight``.
 
 Cassettes: ``python -m tests.fakes.fake_greenscreens record`` rewrites fixtures/cassettes/greenscreens/*.yaml by
@@ -36,6 +37,7 @@ running the real CLI against this fake (see ``record()``); ``cassette_main`` is 
 """
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import json
@@ -97,12 +99,48 @@ class Fault:
         return self.count > 0 and (self.path is None or path.startswith(self.path))
 
 
+RETRY_AFTER_WHOLE_SECONDS = "whole-seconds"
+
+
+class RollingWindowLimit:
+    """A server-side rate limit as strict as "N requests per second" can be read: at most `limit` accepted requests
+    in ANY 1-second window (a sliding log), checked when a request arrives, as an API gateway does before any work.
+    A refused request does not use up the limit. So a client pacing at exactly N/s is refused whenever one request
+    is delayed a little more than the one N requests before it (what a busy machine does).
+
+    `retry_after`: RETRY_AFTER_WHOLE_SECONDS (the seconds until the window has room, rounded up to whole seconds,
+    as HTTP's delta-seconds are), a fixed number of seconds, or None (no header, like Greenscreens)."""
+
+    def __init__(self, limit: float, retry_after: float | str | None = RETRY_AFTER_WHOLE_SECONDS):
+        self.limit = limit
+        self.retry_after = retry_after
+        self._accepted: collections.deque = collections.deque()
+        self._lock = threading.Lock()
+
+    def refusal_headers(self, now: float) -> dict | None:
+        """None when the request is within the limit (it is counted), else the 429's headers."""
+        with self._lock:
+            while self._accepted and now - self._accepted[0] >= 1.0:
+                self._accepted.popleft()
+            if len(self._accepted) < self.limit:
+                self._accepted.append(now)
+                return None
+            room_in = 1.0 - (now - self._accepted[0])
+        if self.retry_after is None:
+            return {}
+        if self.retry_after == RETRY_AFTER_WHOLE_SECONDS:
+            return {"Retry-After": str(max(1, math.ceil(room_in)))}
+        return {"Retry-After": f"{self.retry_after:g}"}
+
+
 class LoopbackServer:
     """ThreadingHTTPServer on 127.0.0.1 with a fault queue, latency, an in-flight counter and a request log.
-    Subclasses implement `handle(method, path, query, headers, body) -> (status, body, headers, log_extra)`."""
+    Subclasses implement `handle(method, path, query, headers, body) -> (status, body, headers, log_extra)`.
+    `rate_limit` (a RollingWindowLimit) answers 429 on arrival, before latency and faults."""
 
     def __init__(self, latency: float = 0.0):
         self.latency = latency
+        self.rate_limit: RollingWindowLimit | None = None
         self.requests: list[FakeRequest] = []
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
@@ -207,6 +245,11 @@ class LoopbackServer:
             path, query = split.path, {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
             length = int(h.headers.get("Content-Length") or 0)
             raw = h.rfile.read(length) if length else b""
+            refused = self.rate_limit.refusal_headers(arrived) if self.rate_limit is not None else None
+            if refused is not None:
+                self._log(h.command, path, query, 429, {}, arrived)
+                self._send(h, 429, self.default_error_body(429), refused)
+                return
             if self.latency:
                 time.sleep(self.latency)
             fault = self._take_fault(path)
@@ -277,12 +320,12 @@ class FakeGreenscreens(LoopbackServer):
         super().__init__(latency)
         self.client_id, self.client_secret = client_id, client_secret
         self.token_ttl = token_ttl
-        self.rate_limit = rate_limit
+        # Documented: 429 without Retry-After and no published limit.
+        self.rate_limit = RollingWindowLimit(rate_limit, retry_after=None) if rate_limit else None
         self.tokens: dict[str, float] = {}  # token -> expiry (monotonic)
         self.tokens_issued = 0
         self.unknown_zips: set[str] = {"00000", "99999"}
         self.item_errors: list[int] = []  # http codes for the next batch items that fail
-        self._arrivals: list[float] = []
         self.prediction_calls = 0
         self._expire_after: int | None = None
 
@@ -313,13 +356,6 @@ class FakeGreenscreens(LoopbackServer):
     # -- endpoints
 
     def handle(self, method, path, query, headers, raw):
-        if self.rate_limit:
-            now = time.monotonic()
-            with self.lock:
-                self._arrivals = [t for t in self._arrivals if now - t < 1.0] + [now]
-                over = len(self._arrivals) > self.rate_limit
-            if over:
-                return 429, self.default_error_body(429), {}, {}
         if method == "POST" and path == TOKEN_PATH:
             return self._token(headers, raw)
         if method == "POST" and path in (RATES_PATH, BATCH_PATH):

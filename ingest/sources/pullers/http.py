@@ -6,7 +6,8 @@ What every puller call gets, without the puller having to think about it:
   is honoured when the server sends one (Greenscreens does not; FMCSA may). Other 4xx are not retried: the caller
   gets them as a `Response` when it said it can handle that status (`accept=`), else as a `FatalHTTPError`;
 * a **client-side rate limiter** shared by all threads of the sync (pacing: at most `requests_per_second`, never
-  bursting above it); a 429 pauses every thread, not just the one that got it;
+  bursting above it) that **adapts**: a 429 pauses every thread for the Retry-After (not just the one that got it)
+  and lowers the shared pace, which then recovers slowly toward `requests_per_second` (see RateLimiter);
 * **bounded concurrency**: `ordered_map` runs work items on a thread pool of `max_concurrency` threads, at most
   2 x `max_concurrency` items ahead of the consumer, and yields results in input order (so checkpoints are exact);
 * **auth** (optional): an object with `apply() -> (headers, handle)` and `invalidate(handle)`; on a 401 the token is
@@ -140,34 +141,120 @@ def as_sync_error(exc: BaseException, stream: str | None = None, what: str = "")
 
 
 class RateLimiter:
-    """Paces calls to at most `rate` per second across threads (no bursts: slot i starts at t0 + i/rate).
+    """Paces calls across all threads of a sync and adapts the pace to the server's 429s (AIMD).
 
-    `pause(s)` pushes every thread's next slot at least `s` seconds out (used on 429)."""
+    * **pacing**: slot i starts 1/pace after slot i-1, whichever thread takes it; never a burst; the pace never goes
+      above `rate` (the configured `requests_per_second`, normally the API's documented limit);
+    * **why adapt**: a server that allows N requests in any second refuses a client pacing at exactly N/s whenever one
+      request arrives a little later than the one N requests before it, which a busy machine does all the time. So
+      `throttled()` (a 429) cuts the pace to DECREASE x the pace that was refused, and remembers CEILING_MARGIN x that
+      pace as the highest pace it returns to quickly: back to that ceiling, linearly, within RECOVER_SECONDS; then it
+      creeps up by PROBE_PER_SECOND of the limit per second (half that after each 429 met while creeping), so a
+      server that is in fact fine with the full limit gets it again, and one that is not meets a 429 after 30 s,
+      1 min, 2 min, ... instead of one request in ten;
+    * **one cut per pace**: requests already sent at the old pace come back 429 too; only a request sent after the
+      last cut can cut again;
+    * **pause**: `pause(s)` and `throttled(pause=s)` (Retry-After) stop every thread for s seconds, including threads
+      already waiting for a slot planned before the 429 (they plan again).
 
-    def __init__(self, rate: float | None):
-        self.interval = 1.0 / rate if rate else 0.0
-        self._next = 0.0
+    `clock` and the pace arithmetic are separate from sleeping so the adaptation can be checked without waiting."""
+
+    DECREASE = 0.8
+    CEILING_MARGIN = 0.97
+    RECOVER_SECONDS = 5.0
+    PROBE_PER_SECOND = 0.001
+    MIN_FRACTION = 0.02  # the pace never drops below 2% of the limit, however many 429s
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic):
+        self.limit = float(rate) if rate else None
+        self.clock = clock
         self._lock = threading.Lock()
+        self._next = 0.0  # earliest start of the next slot
+        self._last_slot = float("-inf")  # the last slot a caller actually used
+        self._resume_at = 0.0  # nobody sends before this (Retry-After)
+        self._plan = 0  # bumped by a pause or a cut: slots planned before it are void
+        # Start as if just recovered from a 429 at the limit: CEILING_MARGIN x the limit, creeping up to it. A server
+        # counts arrivals, and the first requests arrive late (each thread opens its connection), so the ones a
+        # second later would be "too close" to them at exactly the limit.
+        self._cut_at = clock() - self.RECOVER_SECONDS  # when the pace was last cut
+        self._ceiling = (self.limit or 0.0) * self.CEILING_MARGIN  # the pace recovered to quickly after that cut
+        self._cut_to = self._ceiling  # the pace right after that cut
+        self._probe = self.PROBE_PER_SECOND  # creep above the ceiling, as a fraction of the limit per second
+
+    # -- the pace
+
+    @property
+    def pace(self) -> float | None:
+        """Requests per second right now (None: not paced)."""
+        with self._lock:
+            return self._pace_at(self.clock()) if self.limit else None
+
+    def _pace_at(self, now: float) -> float:
+        since = now - self._cut_at
+        if since < self.RECOVER_SECONDS:
+            return self._cut_to + (self._ceiling - self._cut_to) * since / self.RECOVER_SECONDS
+        return min(self.limit, self._ceiling + self._probe * self.limit * (since - self.RECOVER_SECONDS))
+
+    def _interval_at(self, when: float) -> float:
+        return 1.0 / self._pace_at(when) if self.limit else 0.0
+
+    # -- callers
 
     def acquire(self, cancelled: threading.Event | None = None) -> float:
-        if not self.interval and not self._next:
+        """Wait for this thread's slot; returns the seconds waited."""
+        if not self.limit and self._resume_at <= self.clock():
             return 0.0
-        with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
-            self._next = slot + self.interval
-        wait = slot - now
-        if wait > 0:
-            if cancelled is not None:
-                if cancelled.wait(wait):
-                    raise Cancelled()
-            else:
-                time.sleep(wait)
-        return max(wait, 0.0)
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self.clock()
+                slot = max(now, self._next, self._resume_at)
+                self._next = slot + self._interval_at(slot)
+                plan = self._plan
+            wait = slot - now
+            if wait > 0:
+                if cancelled is not None:
+                    if cancelled.wait(wait):
+                        raise Cancelled()
+                else:
+                    time.sleep(wait)
+                waited += wait
+            with self._lock:
+                if plan == self._plan:
+                    self._last_slot = max(self._last_slot, slot)
+                    return waited
+            # A 429 (or a pause) came while we waited: the slot was planned at the old pace; plan again.
 
     def pause(self, seconds: float) -> None:
+        """No thread sends for `seconds`."""
         with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+            self._replan(self.clock(), seconds)
+
+    def throttled(self, sent_at: float, pause: float | None) -> bool:
+        """A 429 for a request sent at `sent_at` (this limiter's clock): slow down unless the pace was already cut
+        after that request was sent, and stop every thread for `pause` seconds. True when the pace was cut."""
+        with self._lock:
+            now = self.clock()
+            cut = bool(self.limit) and sent_at >= self._cut_at
+            if cut:
+                refused = self._pace_at(sent_at)
+                if refused > self._ceiling:
+                    # Creeping up found the wall again: creep half as fast next time, so a long run against a server
+                    # that is strict to the exact limit meets it ~log2(duration) times, not every half minute.
+                    self._probe /= 2
+                floor = self.limit * self.MIN_FRACTION
+                self._ceiling = max(floor, refused * self.CEILING_MARGIN)
+                self._cut_to = max(floor, refused * self.DECREASE)
+                self._cut_at = now
+            self._replan(now, pause or 0.0)
+            return cut
+
+    def _replan(self, now: float, pause: float) -> None:
+        self._resume_at = max(self._resume_at, now + pause)
+        # Slots handed out but not yet used are void (their threads plan again); the next one is one interval after
+        # the last slot actually used, at the pace from now on.
+        self._next = max(now, self._last_slot + self._interval_at(now))
+        self._plan += 1
 
 
 # ---------------------------------------------------------------------------------------------- the client
@@ -189,6 +276,8 @@ class HttpStats:
     status_counts: collections.Counter = field(default_factory=collections.Counter)
     token_fetches: int = 0
     waited_for_rate_limit: float = 0.0
+    slowdowns: int = 0  # times a 429 cut the shared pace
+    slowest_pace: float | None = None  # requests/s right after the deepest cut
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def count(self, attr: str, n: float = 1) -> None:
@@ -204,9 +293,17 @@ class HttpStats:
             self.retries += 1
             self.retry_reasons[reason] += 1
 
+    def slowed(self, pace: float | None) -> None:
+        with self._lock:
+            self.slowdowns += 1
+            if pace is not None and (self.slowest_pace is None or pace < self.slowest_pace):
+                self.slowest_pace = pace
+
     def summary(self) -> str:
         reasons = ", ".join(f"{k} x{v}" for k, v in sorted(self.retry_reasons.items(), key=lambda kv: str(kv[0])))
         text = f"{self.calls:,} HTTP calls, {self.retries:,} retries" + (f" ({reasons})" if reasons else "")
+        if self.slowest_pace is not None:
+            text += f", paced down {self.slowdowns}x after 429s (to {self.slowest_pace:.2f}/s at the slowest)"
         if self.token_fetches:
             text += f", {self.token_fetches} token fetch{'es' if self.token_fetches != 1 else ''}"
         return text
@@ -285,6 +382,7 @@ class HttpClient:
             if authenticated and self.auth is not None:
                 headers, handle = self.auth.apply()
             self.stats.count("calls")
+            sent_at = self.limiter.clock()
             try:
                 resp = self.session.request(method, url, params=params, json=json_, data=data, headers=headers,
                                             timeout=self.policy.timeout)
@@ -312,8 +410,7 @@ class HttpClient:
         if status in RETRYABLE_STATUSES and status not in accept:
             retry_after = _retry_after(resp.headers.get("Retry-After"))
             if status == 429:
-                # Slow every thread down, not only this one: a 429 is about the whole client's rate.
-                self.limiter.pause(min(retry_after if retry_after is not None else self.policy.backoff_base, self.policy.backoff_max))
+                self._slow_down(sent_at, retry_after)
             raise RetryableHTTPError(f"HTTP {status}: {_describe_body(resp)}", status=status, retry_after=retry_after,
                                      reason=str(status))
         body = _parse_body(resp)
@@ -328,6 +425,17 @@ class HttpClient:
         raise FatalHTTPError(f"{method} {shown}: HTTP {status}: {_describe_body(resp)}", status=status,
                              body=None if body is _NOT_JSON else body,
                              failure_type="config_error" if status in (401, 403) else "system_error")
+
+    def _slow_down(self, sent_at: float, retry_after: float | None) -> None:
+        """A 429 is about the whole client's rate, not this one call: every thread waits out the Retry-After (or
+        backoff_base when the server sends none), and the shared pace drops (see RateLimiter)."""
+        pause = min(retry_after if retry_after is not None else self.policy.backoff_base, self.policy.backoff_max)
+        if self.limiter.throttled(sent_at, pause):
+            pace = self.limiter.pace
+            self.stats.slowed(pace)
+            if pace is not None:
+                self.log.info("HTTP 429: pacing down to %.2f requests/s (limit %g), everyone waits %.2fs%s", pace,
+                              self.limiter.limit, pause, "" if retry_after is None else " (Retry-After)")
 
     # -- tenacity hooks
 
