@@ -56,6 +56,7 @@ class Event:
     load_id: str
     run_pathspec: str
     rows: int = 0
+    rows_without_key: int = 0  # dedup: landed rows with no primary key value (appended, not merged)
     cursor_before: object = None
     cursor_after: object = None
     schema_hash: str | None = None
@@ -88,6 +89,8 @@ class Event:
         if self.kind == DATA_LANDED:
             data.pop("error_class")
             data.pop("error_message")
+        else:
+            data.pop("rows_without_key")
         return REDACTOR.redact_obj(data)
 
 
