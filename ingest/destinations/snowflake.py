@@ -740,7 +740,8 @@ class SnowflakeDestination(Destination):
                 by_name.setdefault(sf_name(c), c)
             table = _Table(name)
             for col, ctype in columns.items():
-                source = stored.get(col) or by_name.get(col) or col.lower()
+                # `in`, not `or`: the empty field name (column `_`) is a stored name too
+                source = stored[col] if col in stored else by_name.get(col) or col.lower()
                 if source in table.names:  # two columns claim one field: keep the second under its own name
                     source = col
                 table.names[source], table.types[source] = col, ctype
