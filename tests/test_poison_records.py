@@ -208,3 +208,15 @@ def test_a_configured_key_or_cursor_that_is_not_a_field_is_refused_at_start(proj
     assert f"connectors.poison.streams[0].{key}: {name!r} is not a field of stream 'poison'" in result.output
     assert "connectors.yaml:" in result.output and "id, name, updated" in result.output
     assert not project.db.exists(), "a refused run must not create the warehouse"
+
+
+def test_an_open_schema_cannot_be_checked_up_front_so_records_without_the_key_are_appended(project, api):
+    """A stream whose schema declares no fields may carry any: a configured key is accepted, and records that lack
+    it land as rows without a key (today: the dedup failed, and its cleanup hid why as "transaction is aborted")."""
+    write_project(project, api, schema={}, extra="        primary_key: [ident]\n")
+    api.records = KEYLESS
+    for attempt in (1, 2):
+        result = run_cli(["run", "poison"], project.root)
+        assert result.code == 0, result.output
+        assert "rows_without_key=6" in result.output
+        assert project.scalar(f"SELECT count(*) FROM {TABLE}") == 6 * attempt
