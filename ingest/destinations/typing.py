@@ -234,17 +234,26 @@ def _to_json(v) -> str:
 _NON_FINITE = {"nan": '"NaN"', "inf": '"Infinity"', "-inf": '"-Infinity"'}
 
 
+_INF, _NINF = float("inf"), float("-inf")
+
+
 def _has_non_finite(value) -> bool:
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, float):
-            if not math.isfinite(v):
-                return True
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
+    """Whether a NaN or an infinity is anywhere in `value`. Recursive with any(map()) — about as fast as orjson's
+    own pass, twice as fast as an explicit stack; a value too deep for recursion takes the exact encoder anyway."""
+    try:
+        return _non_finite(value)
+    except RecursionError:
+        return True
+
+
+def _non_finite(v) -> bool:
+    t = type(v)
+    if t is float:
+        return v != v or v == _INF or v == _NINF
+    if t is dict:
+        return any(map(_non_finite, v.values()))
+    if t is list or t is tuple:
+        return any(map(_non_finite, v))
     return False
 
 
