@@ -331,6 +331,10 @@ def _print_summary(result) -> None:
         table.add_row(r.stream, r.table, r.sync, r.write, f"{r.records:,}", REDACTOR.redact(cursor)[:80])
     console = Console(width=200)
     console.print(table)
+    for r in result.streams.values():
+        if r.rows_without_key:
+            console.print(f"{r.stream}: rows_without_key={r.rows_without_key:,} (records with no primary key value: "
+                          "appended as they came, not merged)")
     if result.events_sent or result.event_errors:
         console.print(f"events: {result.events_sent} published"
                       + (f", {len(result.event_errors)} kept as pending (ingest events replay)" if result.event_errors else ""))

@@ -56,6 +56,7 @@ class Event:
     load_id: str
     run_pathspec: str
     rows: int = 0
+    rows_without_key: int = 0  # dedup: landed rows with no primary key value (appended, not merged)
     cursor_before: object = None
     cursor_after: object = None
     schema_hash: str | None = None
@@ -88,10 +89,12 @@ class Event:
         if self.kind == DATA_LANDED:
             data.pop("error_class")
             data.pop("error_message")
-        elif data["error_message"]:
-            # Only free text is redacted. Names, ids, timestamps and counts are ours and stay exact: a secret that
-            # happens to be "2026" or "safety" must not turn the ledger into "****-12-02" / "carrier_****_basics".
-            data["error_message"] = REDACTOR.redact(data["error_message"])
+        else:
+            data.pop("rows_without_key")
+            if data["error_message"]:
+                # Only free text is redacted. Names, ids, timestamps and counts are ours and stay exact: a secret that
+                # happens to be "2026" or "safety" must not turn the ledger into "****-12-02" / "carrier_****_basics".
+                data["error_message"] = REDACTOR.redact(data["error_message"])
         return data
 
 

@@ -45,6 +45,7 @@ class StreamResult:
     sync: str
     records: int = 0
     rows_written: int = 0
+    rows_without_key: int = 0  # dedup: records with a NULL or missing primary key value, appended instead of merged
     state_before: dict | None = None
     state_after: dict | None = None
     schema_changes: list[str] = field(default_factory=list)
@@ -281,6 +282,18 @@ class AirbyteManager:
             if sync not in modes:
                 problems.append(f"{where}.sync: the stream supports {', '.join(modes)}, not {sync}")
                 continue
+            # A configured key or cursor that the stream does not have would silently merge nothing (or everything):
+            # refuse it before anything is written, at the line that sets it.
+            fields = sorted((stream.json_schema or {}).get("properties") or {})
+            wrong = [("primary_key", f) for f in _not_fields(stream.json_schema, s.primary_key or [])]
+            wrong += [("cursor", f) for f in _not_fields(stream.json_schema, [s.cursor] if s.cursor else [])]
+            for key, field in wrong:
+                key_line = self.project.lines.get(("connectors", block.name, "streams", i, key)) or line
+                problems.append(f"{self.project.path}{f':{key_line}' if key_line else ''}: connectors.{block.name}."
+                                f"streams[{i}].{key}: {field!r} is not a field of stream {s.name!r} "
+                                f"(its fields: {', '.join(fields)})")
+            if wrong:
+                continue
             pk = s.primary_key or [p[0] for p in (stream.source_defined_primary_key or []) if p]
             cursor = s.cursor or ((stream.default_cursor_field or [None])[0] if sync == "incremental" else None)
             write = s.write or ("dedup" if sync == "incremental" and pk else "append" if sync == "incremental" else "replace")
@@ -450,7 +463,7 @@ class AirbyteManager:
                     counts[name] += 1
                     n += 1
                     if n & 255 == 0:  # sample record sizes; measuring each one would cost more than loading it
-                        avg_size[0] = 0.8 * avg_size[0] + 0.2 * len(orjson.dumps(record.data, default=str))
+                        avg_size[0] = 0.8 * avg_size[0] + 0.2 * _record_size(record.data)
                         progress.tick(name)
                     sizes[name] += avg_size[0]
                     if len(buf) >= batch_rows or sizes[name] >= batch_bytes:
@@ -466,7 +479,7 @@ class AirbyteManager:
                     counts[name] += added
                     n += added
                     if message.records:
-                        avg_size[0] = 0.8 * avg_size[0] + 0.2 * len(orjson.dumps(message.records[-1], default=str))
+                        avg_size[0] = 0.8 * avg_size[0] + 0.2 * _record_size(message.records[-1])
                     progress.tick(name)
                     sizes[name] += avg_size[0] * added
                     if len(buf) >= batch_rows or sizes[name] >= batch_bytes:
@@ -522,8 +535,20 @@ class AirbyteManager:
         for name, target in targets.items():
             results[name].records = counts[name]
             results[name].rows_written = target.rows_written
+            results[name].rows_without_key = target.rows_without_key
             results[name].schema_changes = list(target.schema_changes)
         return error
+
+
+def _record_size(record: dict) -> int:
+    """Bytes of a record as JSON, for the batch size bound. A value orjson refuses (an integer beyond 64 bits, deep
+    nesting) must not fail the sync: it is measured by the exact encoder the destination uses for it."""
+    try:
+        return len(orjson.dumps(record, default=str))
+    except (TypeError, orjson.JSONEncodeError):
+        from .destinations.typing import _to_json
+
+        return len(_to_json(record))
 
 
 def _rows_history(dest: Destination, block: str, streams: list[str], last: int = 12) -> dict[str, list[int]]:
@@ -608,6 +633,7 @@ class _Announcer:
         r = self.results[target.stream]
         return self._event(
             DATA_LANDED, target.stream, target.table, target.load_id, rows=target.rows_written,
+            rows_without_key=target.rows_without_key,
             cursor_before=r.state_before, cursor_after=r.state_after,
             schema_hash=schema_hash(self.dest.table_columns(target)),
         )
@@ -626,6 +652,13 @@ class _Announcer:
         from .events import publish_pending
 
         return publish_pending(self.dest, self.publisher, run_id=self.run.run_id)
+
+
+def _not_fields(json_schema: dict | None, names: list[str]) -> list[str]:
+    """The names that are not declared fields of a stream. A schema that declares no properties at all is open
+    (anything may come): nothing can be checked up front, and records lacking the key count as rows_without_key."""
+    props = (json_schema or {}).get("properties") or {}
+    return [n for n in names if props and n not in props]
 
 
 def _log_connector(log_message) -> None:

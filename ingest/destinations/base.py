@@ -55,6 +55,7 @@ class StreamTarget:
     load_id: str
     full_refresh: bool = False  # build into a staging table and swap atomically at the end
     rows_written: int = 0
+    rows_without_key: int = 0  # dedup: rows with a NULL or missing primary key value, appended (see rows_without_key)
     schema_changes: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +65,21 @@ class StreamTarget:
     @property
     def state_key(self) -> str:
         return self.stream
+
+
+def rows_without_key(batch: pa.Table, primary_key: list[str]) -> int:
+    """Rows of a dedup batch that have no key: a primary key field NULL or absent. Every destination appends them
+    as they are instead of merging (NULL equals nothing, so merging would collapse them into one row or duplicate
+    them on a rerun); the run summary and the DataLanded event count them as `rows_without_key`."""
+    import pyarrow.compute as pc
+
+    if any(k not in batch.column_names for k in primary_key):
+        return batch.num_rows
+    missing = None
+    for k in primary_key:
+        null = pc.is_null(batch.column(k))
+        missing = null if missing is None else pc.or_(missing, null)
+    return int(pc.sum(missing).as_py() or 0)
 
 
 @dataclass

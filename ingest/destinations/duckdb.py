@@ -8,6 +8,8 @@ readers see the old table until the new one is complete.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import time
 from pathlib import Path
 
@@ -15,8 +17,11 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget, lock_is_stale
-from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
+from .base import (EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
+                   lock_is_stale, rows_without_key)
+from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
+
+log = logging.getLogger("ingest.duckdb")
 
 SQL_TYPES = {
     STRING: "VARCHAR",
@@ -36,7 +41,10 @@ _FROM_SQL = {
     "DATE": DATE,
     "JSON": JSON,
 }
-SEQ = "__ingest_seq"
+SEQ = DEDUP_SEQ
+# A column whose name is not its field's (`Color_2` for `Color` beside `color`) says which field it holds in its
+# comment, so the next run maps the field to the same column (DuckDB compares column names case-insensitively).
+FIELD_COMMENT = "ingest field: "
 
 
 def q(identifier: str) -> str:
@@ -46,6 +54,38 @@ def q(identifier: str) -> str:
 
 def staging_name(table: str) -> str:
     return f"_ingest_staging_{table}"
+
+
+def _quietly(cleanup, what: str) -> None:
+    """Run a cleanup step after a failure without letting its own error replace the one that caused it (a failed
+    statement aborts the transaction, and every later statement then fails as "transaction is aborted")."""
+    try:
+        cleanup()
+    except Exception:  # noqa: BLE001
+        log.debug("cleanup failed: %s", what, exc_info=True)
+
+
+class _Columns:
+    """One table's columns by field: field → ingest type, and field → column name."""
+
+    def __init__(self) -> None:
+        self.types: dict[str, str] = {}
+        self.names: dict[str, str] = {}
+
+    def taken(self, name: str) -> bool:
+        return name.lower() == SEQ or any(name.lower() == c.lower() for c in self.names.values())
+
+    def assign(self, field: str, ctype: str) -> str:
+        """The column for `field` (a new one gets the de-duplicated name, see typing.column_name)."""
+        if field not in self.names:
+            self.names[field] = column_name(field, self.taken)
+        self.types[field] = ctype
+        return self.names[field]
+
+    def copy(self) -> "_Columns":
+        other = _Columns()
+        other.types, other.names = dict(self.types), dict(self.names)
+        return other
 
 
 class DuckDBDestination(Destination):
@@ -231,15 +271,26 @@ class DuckDBDestination(Destination):
     def _write_table(self, target: StreamTarget) -> str:
         return staging_name(target.table) if target.staged else target.table
 
-    def _existing_columns(self, table: str) -> dict[str, str] | None:
+    def _existing_columns(self, table: str) -> _Columns | None:
         rows = self.con.execute(
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position",
+            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index",
             [table],
         ).fetchall()
         if not rows:
             return None
-        return {name: _FROM_SQL.get(sql_type, STRING) for name, sql_type in rows}
+        cols = _Columns()
+        for name, sql_type, comment in rows:
+            field = json.loads(comment[len(FIELD_COMMENT):]) if (comment or "").startswith(FIELD_COMMENT) else name
+            cols.names[field], cols.types[field] = name, _FROM_SQL.get(sql_type, STRING)
+        return cols
+
+    def _name_columns(self, table: str, cols: _Columns, fields) -> None:
+        """Record, in each renamed column's comment, the field it holds."""
+        for field in fields:
+            column = cols.names[field]
+            if column != field:
+                self.con.execute(f"COMMENT ON COLUMN {q(table)}.{q(column)} IS '{(FIELD_COMMENT + json.dumps(field)).replace(chr(39), chr(39) * 2)}'")
 
     def start_stream(self, target: StreamTarget) -> None:
         table = self._write_table(target)
@@ -251,77 +302,100 @@ class DuckDBDestination(Destination):
         else:
             existing = self._existing_columns(table)
         if existing is None:
-            cols = ", ".join(f"{q(c)} {SQL_TYPES[t]}" for c, t in wanted.items())
-            self.con.execute(f"CREATE TABLE {q(table)} ({cols})")
-            existing = dict(wanted)
+            existing = _Columns()
+            for field, ctype in wanted.items():
+                existing.assign(field, ctype)
+            cols = ", ".join(f"{q(existing.names[f])} {SQL_TYPES[t]}" for f, t in existing.types.items())
+            self.con.begin()
+            try:
+                self.con.execute(f"CREATE TABLE {q(table)} ({cols})")
+                self._name_columns(table, existing, wanted)
+                self.con.commit()
+            except BaseException:
+                _quietly(self.con.rollback, "rollback")
+                raise
         self._columns[table] = existing
         if not target.staged:
             self._record_table(target)
 
     def table_columns(self, target: StreamTarget) -> dict[str, str]:
-        cols = self._columns[self._write_table(target)]
+        cols = self._columns[self._write_table(target)].types
         # New schema fields become columns at the next write; existing columns keep their type.
         return {**{c: t for c, t in target.columns.items() if c not in cols}, **{c: t for c, t in cols.items() if c not in META_COLUMNS}}
 
     def write(self, target: StreamTarget, batch: pa.Table | None, new_columns: dict[str, str], state: dict | None) -> None:
         table = self._write_table(target)
-        known = self._columns[table]
+        # New columns are named on a copy: it replaces the known columns only once the transaction commits.
+        cols = self._columns[table].copy()
         con = self.con
         con.begin()
         try:
             added = []
+            without_key = 0
             if batch is not None:
-                for name in batch.column_names:
-                    if name not in known:
-                        ctype = new_columns.get(name) or target.columns.get(name) or STRING
-                        con.execute(f"ALTER TABLE {q(table)} ADD COLUMN {q(name)} {SQL_TYPES[ctype]}")
-                        added.append((name, ctype))
+                for field in batch.column_names:
+                    if field not in cols.names:
+                        ctype = new_columns.get(field) or target.columns.get(field) or STRING
+                        column = cols.assign(field, ctype)
+                        con.execute(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {SQL_TYPES[ctype]}")
+                        added.append((field, column, ctype))
+                self._name_columns(table, cols, [field for field, _, _ in added])
                 if batch.num_rows:
-                    self._land(target, table, batch)
+                    without_key = self._land(target, table, cols, batch)
             if state is not None and not target.staged:
                 self._store_state(target, state)
             con.commit()
         except BaseException:
-            con.rollback()
+            _quietly(con.rollback, "rollback")
             raise
-        for name, ctype in added:
-            known[name] = ctype
-            target.schema_changes.append(f"added column {name} {SQL_TYPES[ctype]}")
+        self._columns[table] = cols
+        for _, column, ctype in added:
+            target.schema_changes.append(f"added column {column} {SQL_TYPES[ctype]}")
         if batch is not None:
             target.rows_written += batch.num_rows
+            target.rows_without_key += without_key
 
-    def _land(self, target: StreamTarget, table: str, batch: pa.Table) -> None:
+    def _land(self, target: StreamTarget, table: str, cols: _Columns, batch: pa.Table) -> int:
+        """Land one batch; returns how many rows had no primary key value (dedup appends those, see base.py)."""
         con = self.con
-        if target.write != "dedup" or not target.primary_key:
+        without_key = rows_without_key(batch, target.primary_key) if target.write == "dedup" and target.primary_key else 0
+        batch = batch.rename_columns([cols.names[f] for f in batch.column_names])
+        if target.write != "dedup" or not target.primary_key or without_key == batch.num_rows:
             con.register("__ingest_batch", batch)
             try:
                 con.execute(f"INSERT INTO {q(table)} BY NAME SELECT * FROM __ingest_batch")
             finally:
-                con.unregister("__ingest_batch")
-            return
-        # Dedup: keep the latest record per primary key (by cursor, then by arrival order).
+                _quietly(lambda: con.unregister("__ingest_batch"), "unregister the batch")
+            return without_key
+        # Dedup: keep the latest record per primary key (by cursor, then by arrival order). Records without a key
+        # value cannot be matched to anything: they are appended as they come (and counted).
         batch = batch.append_column(SEQ, pa.array(range(batch.num_rows), type=pa.int64()))
-        pk = ", ".join(q(c) for c in target.primary_key)
-        cursor = target.cursor if target.cursor and target.cursor in batch.column_names else None
-        order = (f"{q(cursor)} DESC NULLS LAST, " if cursor else "") + f"{SEQ} DESC"
-        match = " AND ".join(f"t.{q(c)} = b.{q(c)}" for c in target.primary_key)
+        pk_cols = [q(cols.names[k]) for k in target.primary_key]
+        pk = ", ".join(pk_cols)
+        keyless = " OR ".join(f"{c} IS NULL" for c in pk_cols)
+        cursor = q(cols.names[target.cursor]) if target.cursor and target.cursor in cols.names else None
+        order = (f"{cursor} DESC NULLS LAST, " if cursor else "") + f"{SEQ} DESC"
+        match = " AND ".join(f"t.{c} = b.{c}" for c in pk_cols)
         con.register("__ingest_batch", batch)
         try:
+            if without_key:
+                con.execute(f"INSERT INTO {q(table)} BY NAME SELECT * EXCLUDE ({SEQ}) FROM __ingest_batch WHERE {keyless}")
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE __ingest_dedup AS SELECT * EXCLUDE ({SEQ}) FROM __ingest_batch "
-                f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
+                f"WHERE NOT ({keyless}) QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
             )
         finally:
-            con.unregister("__ingest_batch")
+            _quietly(lambda: con.unregister("__ingest_batch"), "unregister the batch")
         # A stored row is replaced unless it is strictly newer than the incoming one (an out-of-order re-read
         # must not roll a row back). The re-delivered boundary record (same cursor) replaces its copy.
-        newer_or_equal = f" AND (b.{q(cursor)} IS NULL OR t.{q(cursor)} IS NULL OR t.{q(cursor)} <= b.{q(cursor)})" if cursor else ""
+        newer_or_equal = f" AND (b.{cursor} IS NULL OR t.{cursor} IS NULL OR t.{cursor} <= b.{cursor})" if cursor else ""
         con.execute(f"DELETE FROM {q(table)} t USING __ingest_dedup b WHERE {match}{newer_or_equal}")
         con.execute(
             f"INSERT INTO {q(table)} BY NAME SELECT b.* FROM __ingest_dedup b "
             f"WHERE NOT EXISTS (SELECT 1 FROM {q(table)} t WHERE {match})"
         )
         con.execute("DROP TABLE __ingest_dedup")
+        return without_key
 
     def abort_stream(self, target: StreamTarget) -> None:
         if target.staged:
@@ -345,7 +419,7 @@ class DuckDBDestination(Destination):
                 self._insert_event(event)
             con.commit()
         except BaseException:
-            con.rollback()
+            _quietly(con.rollback, "rollback")
             raise
         if target.staged:
             self._columns[target.table] = self._columns.pop(staging_name(target.table))

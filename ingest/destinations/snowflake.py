@@ -8,7 +8,8 @@ One checkpoint (a batch and the state that follows it) is, in this order:
    `BEGIN; INSERT … SELECT` (append) or `DELETE … USING` + `INSERT … SELECT` over a `QUALIFY ROW_NUMBER()` source
    (dedup); `DELETE` + `INSERT` of the state row; `COMMIT`.
 So the data and the state that describes it commit together, and the number of statements per batch does not depend
-on its size (6 for append, 7 for dedup, +2 with a state row). A kill anywhere leaves the last committed data and state
+on its size (6 for append, 7 for dedup — 8 when the batch has records without a primary key value, which are
+appended, not merged — +2 with a state row). A kill anywhere leaves the last committed data and state
 intact. A stream's DataLanded event joins its final state's transaction; run locks live in `_INGEST_LOCKS`.
 
 Replace / --full-refresh builds `_INGEST_STAGING_<T>` and, at the end, `ALTER TABLE … SWAP WITH <T>` (readers see
@@ -43,8 +44,9 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, SyncError
 from ..secrets import REDACTOR, REFERENCE, load_provider, too_short
-from .base import EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget, lock_is_stale
-from .typing import BOOLEAN, DATE, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP
+from .base import (EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
+                   lock_is_stale, rows_without_key)
+from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
 log = logging.getLogger("ingest.snowflake")
 if logging.getLogger().getEffectiveLevel() > logging.INFO:
@@ -62,7 +64,7 @@ SQL_TYPES = {
 }
 # The load table receives Parquet; JSON arrives as text and becomes VARIANT (PARSE_JSON) in the move step.
 LOAD_TYPES = {**SQL_TYPES, JSON: "VARCHAR"}
-SEQ = "__INGEST_SEQ"  # arrival order inside a batch, for dedup ties; only in the load table
+SEQ = DEDUP_SEQ.upper()  # arrival order inside a batch, for dedup ties; only in the load table
 STAGE = "_INGEST_STAGE"  # a temporary stage: dies with the session, so a killed run leaves no files behind
 STATE = STATE_TABLE.upper()
 RUNS = RUNS_TABLE.upper()
@@ -347,14 +349,12 @@ class _Table:
     names: dict[str, str] = field(default_factory=dict)
 
     def assign(self, source: str) -> str:
-        """The Snowflake column for a source name; a name that collides (`id` vs `ID`) gets a suffix."""
+        """The Snowflake column for a source name; a name that collides (`id` vs `ID`) gets a suffix, the empty name is
+        `_` (the scheme of typing.column_name, upper-cased)."""
         if source in self.names:
             return self.names[source]
-        base = sf_name(source)
         taken = set(self.names.values()) | {SEQ}
-        name, i = base, 2
-        while name in taken:
-            name, i = f"{base}_{i}", i + 1
+        name = column_name(sf_name(source), lambda n: n in taken)
         self.names[source] = name
         return name
 
@@ -743,7 +743,8 @@ class SnowflakeDestination(Destination):
                 by_name.setdefault(sf_name(c), c)
             table = _Table(name)
             for col, ctype in columns.items():
-                source = stored.get(col) or by_name.get(col) or col.lower()
+                # `in`, not `or`: the empty field name (column `_`) is a stored name too
+                source = stored[col] if col in stored else by_name.get(col) or col.lower()
                 if source in table.names:  # two columns claim one field: keep the second under its own name
                     source = col
                 table.names[source], table.types[source] = col, ctype
@@ -768,11 +769,13 @@ class SnowflakeDestination(Destination):
         table = self._tables[name]
         self._add_columns(target, table, batch, new_columns)
         load = self._load(target, table, batch)
-        statements = self._move_statements(target, table, load, batch)
+        without_key = rows_without_key(batch, target.primary_key) if self._dedup(target) else 0
+        statements = self._move_statements(target, table, load, batch, without_key)
         if state is not None and not target.staged:
             statements += self._state_statements(target, state)
         self._transaction(statements, target.block)
         target.rows_written += batch.num_rows
+        target.rows_without_key += without_key
 
     def _add_columns(self, target: StreamTarget, table: _Table, batch: pa.Table, new_columns: dict[str, str]) -> None:
         added = [(c, new_columns.get(c) or target.columns.get(c) or STRING) for c in batch.column_names if c not in table.types]
@@ -835,8 +838,9 @@ class SnowflakeDestination(Destination):
                             f"{batch.num_rows} rows ({statuses}); nothing of this batch was committed")
         return load
 
-    def _move_statements(self, target: StreamTarget, table: _Table, load: str, batch: pa.Table) -> list[tuple]:
-        """Load table → final (or staging) table: INSERT … SELECT, or for dedup DELETE … USING + INSERT … SELECT."""
+    def _move_statements(self, target: StreamTarget, table: _Table, load: str, batch: pa.Table, without_key: int = 0) -> list[tuple]:
+        """Load table → final (or staging) table: INSERT … SELECT, or for dedup DELETE … USING + INSERT … SELECT
+        (plus one INSERT … SELECT of the rows without a key value, when the batch has some)."""
         dest, where = q(table.name), self._where(table.name)
         sources = batch.column_names
         names = [table.names[c] for c in sources]
@@ -847,16 +851,17 @@ class SnowflakeDestination(Destination):
 
         cols = ", ".join(q(n) for n in names)
         exprs = ", ".join(value(c) for c in sources)
-        if not self._dedup(target):
-            return [(f"INSERT INTO {dest} ({cols}) SELECT {exprs} FROM {q(load)} b", None, "insert into", where)]
-        missing = [k for k in target.primary_key if k not in table.names or k not in sources]
-        if missing:
-            raise SyncError(f"Snowflake: cannot deduplicate {where} for block {target.block}: primary key field(s) "
-                            f"{', '.join(missing)} are not in the stream's records")
+        append = (f"INSERT INTO {dest} ({cols}) SELECT {exprs} FROM {q(load)} b", None, "insert into", where)
+        if not self._dedup(target) or any(k not in sources for k in target.primary_key):
+            # Without its key field, no record of this batch can be matched: all are appended (rows_without_key).
+            return [append]
         pk = [table.names[k] for k in target.primary_key]
+        # Records whose key is NULL match nothing: appended as they come, never merged (see base.rows_without_key).
+        keyless = " OR ".join(f"b.{q(c)} IS NULL" for c in pk)
         cursor = target.cursor if target.cursor and target.cursor in sources else None
         order = (f"{q(table.names[cursor])} DESC NULLS LAST, " if cursor else "") + f"{q(SEQ)} DESC"
-        latest = (f"SELECT * FROM {q(load)} QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(q(c) for c in pk)} "
+        keyed = f" b WHERE NOT ({keyless})" if without_key else ""
+        latest = (f"SELECT * FROM {q(load)}{keyed} QUALIFY ROW_NUMBER() OVER (PARTITION BY {', '.join(q(c) for c in pk)} "
                   f"ORDER BY {order}) = 1")
         match = " AND ".join(f"t.{q(table.names[k])} = {value(k)}" for k in target.primary_key)
         # A stored row is replaced unless it is strictly newer than the incoming one (an out-of-order re-read must not
@@ -865,7 +870,8 @@ class SnowflakeDestination(Destination):
         if cursor:
             t_cur, b_cur = f"t.{q(table.names[cursor])}", value(cursor)
             newer = f" AND ({b_cur} IS NULL OR {t_cur} IS NULL OR {t_cur} <= {b_cur})"
-        return [
+        appended = [(f"INSERT INTO {dest} ({cols}) SELECT {exprs} FROM {q(load)} b WHERE {keyless}", None, "insert into", where)]
+        return (appended if without_key else []) + [
             (f"DELETE FROM {dest} AS t USING ({latest}) AS b WHERE {match}{newer}", None, "deduplicate into", where),
             (f"INSERT INTO {dest} ({cols}) SELECT {exprs} FROM ({latest}) AS b "
              f"WHERE NOT EXISTS (SELECT 1 FROM {dest} AS t WHERE {match})", None, "insert into", where),
