@@ -56,6 +56,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # a stop signal outside a sync (a sync turns it into a failed run)
+            click.echo(f"error: {exc or 'interrupted'}", err=True)
+            ctx.exit(1)
         except IngestError as exc:
             kind = "config error" if isinstance(exc, ConfigError) else "error"
             for line in REDACTOR.redact(str(exc)).splitlines() or [kind]:
@@ -108,17 +111,11 @@ def _quiet_connector(ctx) -> None:
 def _stop_on_sigterm() -> None:
     """SIGTERM (a pod being evicted, `kill`, Argo stopping a workflow) stops a run the way Ctrl-C does: what was read
     is committed up to its last checkpoint, the run is recorded as failed, locks are released, an isolated
-    connector's child process is stopped — instead of dying mid-transaction with the child left running."""
-    import signal
-    import threading
+    connector's child process is stopped — instead of dying mid-transaction with the child left running.
+    The handler lives in the library (ingest.stopping) so the Metaflow step behaves the same."""
+    from .stopping import STOP_SIGNALS
 
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    STOP_SIGNALS.install()
 
 
 @main.command("list")
@@ -399,6 +396,11 @@ def status(ctx, team, as_json):
                           r.freshness or "-", age(r.last_load_at), "-" if r.last_load_rows is None else f"{r.last_load_rows:,}",
                           sparkline(r.rows_history), failure, str(r.pending_events or "-"))
         Console(width=220).print(table)
+    for r in rows:
+        for note in r.unreadable[:5]:  # a damaged ledger is reported, never a crash; status uses the rows it can read
+            click.echo(f"warning: {r.block}.{r.stream}: unreadable ledger row: {note}", err=True)
+        if len(r.unreadable) > 5:
+            click.echo(f"warning: {r.block}.{r.stream}: {len(r.unreadable) - 5} more unreadable ledger rows (--json lists them)", err=True)
     problems = [r for r in rows if r.problem]
     if problems:
         click.echo("attention: " + ", ".join(f"{r.block}.{r.stream} is {r.status}" for r in problems), err=True)

@@ -183,6 +183,26 @@ class DuckDBDestination(Destination):
     def release_locks(self, run_id: str) -> None:
         self.con.execute(f"DELETE FROM {LOCKS_TABLE} WHERE run_id = ?", [run_id])
 
+    def list_locks(self, block: str | None = None) -> list[dict]:
+        return self._select(f"SELECT * FROM {LOCKS_TABLE}", block)
+
+    def mark_run_killed(self, run_id: str, ended_at: dt.datetime, error: str) -> bool:
+        return bool(self.con.execute(
+            f"UPDATE {RUNS_TABLE} SET status = 'killed', ended_at = ?, error = ? WHERE run_id = ? AND status = 'running' "
+            "RETURNING 1", [ended_at, error, run_id]).fetchall())
+
+    def list_runs(self, block: str | None = None, status: str | None = None) -> list[dict]:
+        return self._select(f"SELECT * FROM {RUNS_TABLE}", block, status, order="started_at, run_id")
+
+    def _select(self, sql: str, block: str | None, status: str | None = None, order: str | None = None) -> list[dict]:
+        """A metadata table's rows, filtered; none when the table does not exist (a file no sync wrote yet)."""
+        where = [(c, v) for c, v in (("block", block), ("status", status)) if v is not None]
+        sql += (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "") + (f" ORDER BY {order}" if order else "")
+        try:
+            return self.query(sql, [v for _, v in where])
+        except duckdb.CatalogException:
+            return []
+
     @staticmethod
     def _rows(result) -> list[dict]:
         names = [d[0] for d in result.description or []]
@@ -218,6 +238,19 @@ class DuckDBDestination(Destination):
         for row in rows:
             row["payload"] = orjson.loads(row["payload"])
         return rows
+
+    def latest_events(self, per_kind: int) -> list[dict]:
+        # The payload stays text: status reports a row it cannot read instead of failing on it.
+        sql = (
+            f"SELECT event_id, name, block, stream, payload::VARCHAR AS payload, status, created_at, "
+            f"count(*) FILTER (WHERE status = 'pending') OVER (PARTITION BY block, stream) AS pending "
+            f"FROM {EVENTS_TABLE} QUALIFY row_number() OVER (PARTITION BY block, stream, split_part(name, '.', 1) "
+            f"ORDER BY created_at DESC NULLS LAST, event_id DESC) <= {int(per_kind)} ORDER BY created_at, event_id"
+        )
+        try:
+            return self.query(sql)
+        except duckdb.CatalogException:
+            return []
 
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
         self.con.execute(
