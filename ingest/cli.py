@@ -345,11 +345,14 @@ def state():
 @state.command("show")
 @click.argument("block")
 @click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the block's).")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def state_show(ctx, block, destination):
+def state_show(ctx, block, destination, wait):
+    """Print the block's saved cursors (reads only: never creates or writes the warehouse)."""
     from .manager import stream_state_blob
 
-    stored = _manager(ctx).state(block, destination)
+    stored = _manager(ctx).state(block, destination, wait=wait)
     if not stored:
         click.echo(f"{block}: no saved state (the next run reads everything)")
         return
@@ -370,8 +373,10 @@ def state_reset(ctx, block, streams, destination):
 @main.command()
 @click.option("--team", help="Only this team's blocks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per stream.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def status(ctx, team, as_json):
+def status(ctx, team, as_json, wait):
     """Owner, last load, last failure, pending events and freshness of every stream.
     Exits 1 when anything is late or failing (gate a downstream job, page a team)."""
     from .status import age, project_status, sparkline
@@ -379,7 +384,7 @@ def status(ctx, team, as_json):
     project = _project(ctx)
     if team and team not in {b.team for b in project.blocks.values()}:
         raise ConfigError(f"--team: no block is owned by {team!r} (teams: {', '.join(sorted({b.team for b in project.blocks.values()}))})")
-    rows = project_status(project, team=team)
+    rows = project_status(project, team=team, wait=wait)
     if as_json:
         for r in rows:
             click.echo(json.dumps(r.as_dict(), default=str))
@@ -418,12 +423,18 @@ def events():
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the project's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ledger rows as JSON lines.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def events_list(ctx, block, status, limit, destination, as_json):
-    from .manager import make_destination
+def events_list(ctx, block, status, limit, destination, as_json, wait):
+    """List ledger events (reads only: never creates or writes the warehouse)."""
+    from .manager import open_for_reading
 
     project = _project(ctx)
-    dest = make_destination(project, project.block(block) if block else None, destination)
+    dest = open_for_reading(project, project.block(block) if block else None, destination, wait)
+    if dest is None:
+        click.echo("no events: nothing has been synced to this warehouse yet", err=True)
+        return
     try:
         rows = dest.list_events(block=block, status=status)
     finally:

@@ -93,25 +93,48 @@ def destination_choice(project: Project, block: Block | None, override: str | No
 
 def make_destination(project: Project, block: Block | None, override: str | None = None, lock_wait: float = 0.0,
                      run_id: str | None = None, read_only: bool = False) -> Destination:
+    """`read_only`: for read commands (status, state show, events list): creates and writes nothing — a DuckDB
+    file that does not exist is a FileNotFoundError — and waits up to `lock_wait` s for a turn while a run writes."""
     kind, path = destination_choice(project, block, override)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 
         try:
             return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only, threads=project.defaults.duckdb.threads)
+        except FileNotFoundError:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
             import duckdb
 
             if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
-                pid = re.search(r"PID (\d+)", str(exc))
-                raise BusyError(
-                    f"{path} is in use by another process{f' (pid {pid.group(1)})' if pid else ''}: DuckDB allows one "
-                    f"writer at a time. Retry later, or pass --wait SECONDS to queue behind it."
-                ) from None
+                raise BusyError(_busy_message(path, str(exc), read_only, lock_wait)) from None
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
     from .destinations.snowflake import SnowflakeDestination
 
     return SnowflakeDestination.from_project(project, block, run_id=run_id, read_only=read_only)
+
+
+def _busy_message(path: str, error: str, read_only: bool, waited: float) -> str:
+    pid = re.search(r"PID (\d+)", error)
+    holder = f"another process{f' (pid {pid.group(1)})' if pid else ''}"
+    if read_only:
+        return (f"{path} is in use by {holder}, which did not let readers in within {waited:g}s (an ingest run lets "
+                f"them in between its commits; another program holding the file may not). Retry later, or pass "
+                f"--wait SECONDS to wait longer.")
+    return (f"{path} is in use by {holder}: DuckDB allows one writer at a time. Retry later, or pass --wait SECONDS "
+            f"to queue behind it.")
+
+
+def open_for_reading(project: Project, block: Block | None, override: str | None = None,
+                     wait: float = 30.0) -> Destination | None:
+    """A destination for a read command, or None when its DuckDB file does not exist yet (nothing synced there).
+    A --destination path that does not exist is a usage error: reading never creates a file."""
+    try:
+        return make_destination(project, block, override, lock_wait=wait, read_only=True)
+    except FileNotFoundError as exc:
+        if override:
+            raise ConfigError(f"--destination: no DuckDB file at {exc} (read commands never create one)") from None
+        return None
 
 
 def state_message_to_dict(message) -> dict:
@@ -151,7 +174,11 @@ class _Writer(threading.Thread):
         from .destinations.typing import records_to_arrow
 
         while True:
-            op = self.ops.get()
+            try:
+                op = self.ops.get(timeout=0.2)
+            except queue.Empty:  # the connector is slow: a read command waiting for the file can go in now
+                self._let_readers_in()
+                continue
             if op is None:
                 return
             if self.error is not None:
@@ -173,6 +200,15 @@ class _Writer(threading.Thread):
                 elif kind == "abort":
                     self.destination.abort_stream(target)
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                self.error = exc
+            self._let_readers_in()
+
+    def _let_readers_in(self) -> None:
+        """Between ops no transaction is open: the one point where a DuckDB run can hand its file to a reader."""
+        if self.error is None:
+            try:
+                self.destination.yield_to_readers()
+            except BaseException as exc:  # noqa: BLE001 - e.g. the file could not be reopened: the sync fails
                 self.error = exc
 
     def submit(self, op) -> None:
@@ -234,9 +270,12 @@ class AirbyteManager:
     def discover(self, name: str):
         return self.source(self.block(name)).discover()
 
-    def state(self, name: str, destination: str | None = None) -> dict[str, dict]:
+    def state(self, name: str, destination: str | None = None, wait: float = 30.0) -> dict[str, dict]:
+        """The block's saved state; read-only (a missing DuckDB file means no state: nothing is created)."""
         block = self.project.block(name)
-        dest = make_destination(self.project, block, destination)
+        dest = open_for_reading(self.project, block, destination, wait)
+        if dest is None:
+            return {}
         try:
             return dest.read_state(name)
         finally:

@@ -96,15 +96,14 @@ def _row_label(row: dict) -> str:
     return f"event {row.get('event_id') or '?'} ({row.get('name') or 'no name'}, created {str(row.get('created_at'))[:19]})"
 
 
-def _open_for_reading(project: Project, block):
+def _open_for_reading(project: Project, block, wait: float):
     """The block's destination, read-only: creates and writes nothing (a DuckDB file nobody wrote yet has no
-    status); waits its turn while a run writes the file (see DuckDBDestination, readers)."""
-    from .manager import destination_choice, make_destination
+    status); waits up to `wait` s for its turn while a run writes the file (see DuckDBDestination)."""
+    from .manager import destination_choice, open_for_reading
 
-    kind, path = destination_choice(project, block)
-    if kind == "duckdb" and not Path(path).exists():
-        return None, f"duckdb:{Path(path).resolve()}"
-    dest = make_destination(project, block, read_only=True)
+    dest = open_for_reading(project, block, wait=wait)
+    if dest is None:
+        return None, f"duckdb:{Path(destination_choice(project, block)[1]).resolve()}"
     return dest, dest.describe()
 
 
@@ -118,8 +117,8 @@ class _Ledger:
     locks: list[dict] = field(default_factory=list)
 
 
-def _read_ledger(project: Project, block, history: int) -> _Ledger:
-    dest, where = _open_for_reading(project, block)
+def _read_ledger(project: Project, block, history: int, wait: float) -> _Ledger:
+    dest, where = _open_for_reading(project, block, wait)
     ledger = _Ledger(where)
     if dest is None:
         return ledger
@@ -135,7 +134,7 @@ def _read_ledger(project: Project, block, history: int) -> _Ledger:
     return ledger
 
 
-def _ledgers(project: Project, blocks, history: int) -> dict[tuple[str, str], _Ledger]:
+def _ledgers(project: Project, blocks, history: int, wait: float) -> dict[tuple[str, str], _Ledger]:
     """One read per destination, whatever the number of blocks writing to it (1,000 blocks → one DuckDB open)."""
     from .manager import destination_choice
 
@@ -143,7 +142,7 @@ def _ledgers(project: Project, blocks, history: int) -> dict[tuple[str, str], _L
     for block in blocks:
         key = destination_choice(project, block)
         if key not in out:
-            out[key] = _read_ledger(project, block, history)
+            out[key] = _read_ledger(project, block, history, wait)
     return out
 
 
@@ -176,10 +175,12 @@ def _dead_runs(ledger: _Ledger, now: dt.datetime) -> tuple[dict, dict]:
 
 
 def project_status(project: Project, team: str | None = None, now: dt.datetime | None = None,
-                   history: int = 12) -> list[StreamStatus]:
+                   history: int = 12, wait: float = 30.0) -> list[StreamStatus]:
+    """Every stream's status. `wait`: seconds to wait for a DuckDB file a run is writing (it lets readers in
+    between commits)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     blocks = [b for b in project.blocks.values() if not team or b.team == team]
-    ledgers = _ledgers(project, blocks, history)
+    ledgers = _ledgers(project, blocks, history, wait)
     from .manager import destination_choice
 
     by_stream: dict[tuple[str, str, str], list[dict]] = {}

@@ -217,5 +217,9 @@ class Destination(abc.ABC):
     def query(self, sql: str, params: list | None = None) -> list[dict]:
         """Run a read-only query on a separate cursor (pullers read their inputs, e.g. shipments, this way)."""
 
+    def yield_to_readers(self) -> bool:  # noqa: B027 - optional
+        """Between commits (writer thread): let waiting read commands in if the warehouse needs that (DuckDB)."""
+        return False
+
     def close(self) -> None:  # noqa: B027 - optional
         pass
