@@ -697,6 +697,20 @@ class SnowflakeDestination(Destination):
             out.append(event)
         return out
 
+    def latest_events(self, per_kind: int) -> list[dict]:
+        """One windowed query (see Destination.latest_events); the payload as JSON text."""
+        if EVENTS not in self._meta_present:
+            return []
+        sql = (
+            'SELECT "EVENT_ID", "NAME", "BLOCK", "STREAM", TO_JSON("PAYLOAD"), "STATUS", "CREATED_AT", '
+            'SUM(IFF("STATUS" = \'pending\', 1, 0)) OVER (PARTITION BY "BLOCK", "STREAM") '
+            f'FROM {q(EVENTS)} QUALIFY ROW_NUMBER() OVER (PARTITION BY "BLOCK", "STREAM", SPLIT_PART("NAME", \'.\', 1) '
+            f'ORDER BY "CREATED_AT" DESC, "EVENT_ID" DESC) <= {int(per_kind)} ORDER BY "CREATED_AT", "EVENT_ID"'
+        )
+        names = ["event_id", "name", "block", "stream", "payload", "status", "created_at", "pending"]
+        rows = self._exec(sql, action="read the events from", obj=self._where(EVENTS))
+        return [dict(zip(names, row)) for row in rows]
+
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
         self._exec(
             f'UPDATE {q(EVENTS)} SET "STATUS" = ?, "ATTEMPTS" = "ATTEMPTS" + 1, "LAST_ERROR" = ?, '
