@@ -8,6 +8,7 @@ for every command).
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import signal
 import threading
@@ -46,10 +47,18 @@ class _StopSignals:
             log.warning("%s received again: still stopping (recording the run's end); SIGKILL forces it", name)
             return
         self.received = name
+        # Python puts the default handlers back while the interpreter shuts down: a repeated signal arriving then
+        # would kill the process (exit -15) after the run had stopped cleanly. From exit on, ignore them.
+        atexit.register(self._ignore_from_now_on)
         if self._finishing:
             log.warning("%s received: the run is recording its end; stopping right after", name)
             return
         raise Stopped(signum)
+
+    @staticmethod
+    def _ignore_from_now_on() -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
 
     def finishing(self) -> None:
         """From here until `done()`, the run records its end: signals no longer interrupt it."""
