@@ -169,6 +169,7 @@ class _Writer(threading.Thread):
         self.destination, self.run_id = destination, run_id
         self.ops: queue.Queue = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.finished: set[str] = set()  # streams whose final commit (swap, state, landed event) went through
 
     def run(self) -> None:
         from .destinations.typing import records_to_arrow
@@ -197,6 +198,7 @@ class _Writer(threading.Thread):
                 elif kind == "finish":
                     state, make_event = args
                     self.destination.finish_stream(target, state, make_event(target) if make_event else None)
+                    self.finished.add(target.stream)
                 elif kind == "abort":
                     self.destination.abort_stream(target)
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
@@ -584,6 +586,8 @@ class AirbyteManager:
             error = error or SyncError(REDACTOR.redact(f"destination {dest.describe()}: {type(exc).__name__}: {exc}"))
             if writer.is_alive():
                 writer.ops.put(None)
+        # Landed means committed: a stream the connector completed but whose final commit failed did not land.
+        announcer.landed &= writer.finished
         STOP_SIGNALS.done()
         for name, target in targets.items():
             results[name].records = counts[name]

@@ -132,3 +132,15 @@ def test_a_sigkilled_run_is_shown_as_killed_by_status_then_recorded_by_the_next_
     # recording is once: a further run finds nothing more to record
     assert project.cli("run", "demo").code == 0
     assert len(_failed_events(project)) == 1
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_fails_only_the_streams_that_had_not_landed(project):
+    """products completes first, users is cut short: owners of products hear it landed, not that it failed."""
+    project.write_config(CONFIG.replace("      - name: users", "      - name: products\n      - name: users"))
+    proc, reader, lines, tree = _start_and_wait_for_records(project)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 1
+    events = sorted(project.query("SELECT name, run_id FROM _ingest_events"))
+    [(run_id,)] = project.query("SELECT run_id FROM _ingest_runs")
+    assert events == [("data_failed.demo.users", run_id), ("data_landed.demo.products", run_id)]

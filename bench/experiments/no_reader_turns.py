@@ -30,6 +30,7 @@ def run(self) -> None:  # _Writer.run before reader turns (ops.get() without a t
             elif kind == "finish":
                 state, make_event = args
                 self.destination.finish_stream(target, state, make_event(target) if make_event else None)
+                self.finished.add(target.stream)
             elif kind == "abort":
                 self.destination.abort_stream(target)
         except BaseException as exc:  # noqa: BLE001
