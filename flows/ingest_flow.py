@@ -46,7 +46,10 @@ class IngestFlow(FlowSpec):
         from ingest.config import load_project
         from ingest.flowconfig import materialize
         from ingest.manager import AirbyteManager
+        from ingest.stopping import stop_on_signals
 
+        # Kubernetes/Argo stop a pod with SIGTERM (SIGKILL after the grace period): end the sync cleanly.
+        stop_on_signals()
         self.stream = self.input
         project = load_project(materialize(dict(self.connectors), data_dir=os.getcwd()))
         # Locally every stream task writes the same DuckDB file (one writer process at a time): take turns.

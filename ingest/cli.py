@@ -56,6 +56,9 @@ class _Group(click.Group):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt as exc:  # a stop signal outside a sync (a sync turns it into a failed run)
+            click.echo(f"error: {exc or 'interrupted'}", err=True)
+            ctx.exit(1)
         except IngestError as exc:
             kind = "config error" if isinstance(exc, ConfigError) else "error"
             for line in REDACTOR.redact(str(exc)).splitlines() or [kind]:
@@ -108,17 +111,11 @@ def _quiet_connector(ctx) -> None:
 def _stop_on_sigterm() -> None:
     """SIGTERM (a pod being evicted, `kill`, Argo stopping a workflow) stops a run the way Ctrl-C does: what was read
     is committed up to its last checkpoint, the run is recorded as failed, locks are released, an isolated
-    connector's child process is stopped — instead of dying mid-transaction with the child left running."""
-    import signal
-    import threading
+    connector's child process is stopped — instead of dying mid-transaction with the child left running.
+    The handler lives in the library (ingest.stopping) so the Metaflow step behaves the same."""
+    from .stopping import STOP_SIGNALS
 
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    STOP_SIGNALS.install()
 
 
 @main.command("list")
@@ -352,11 +349,14 @@ def state():
 @state.command("show")
 @click.argument("block")
 @click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the block's).")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def state_show(ctx, block, destination):
+def state_show(ctx, block, destination, wait):
+    """Print the block's saved cursors (reads only: never creates or writes the warehouse)."""
     from .manager import stream_state_blob
 
-    stored = _manager(ctx).state(block, destination)
+    stored = _manager(ctx).state(block, destination, wait=wait)
     if not stored:
         click.echo(f"{block}: no saved state (the next run reads everything)")
         return
@@ -377,8 +377,10 @@ def state_reset(ctx, block, streams, destination):
 @main.command()
 @click.option("--team", help="Only this team's blocks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per stream.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def status(ctx, team, as_json):
+def status(ctx, team, as_json, wait):
     """Owner, last load, last failure, pending events and freshness of every stream.
     Exits 1 when anything is late or failing (gate a downstream job, page a team)."""
     from .status import age, project_status, sparkline
@@ -386,7 +388,7 @@ def status(ctx, team, as_json):
     project = _project(ctx)
     if team and team not in {b.team for b in project.blocks.values()}:
         raise ConfigError(f"--team: no block is owned by {team!r} (teams: {', '.join(sorted({b.team for b in project.blocks.values()}))})")
-    rows = project_status(project, team=team)
+    rows = project_status(project, team=team, wait=wait)
     if as_json:
         for r in rows:
             click.echo(json.dumps(r.as_dict(), default=str))
@@ -403,6 +405,11 @@ def status(ctx, team, as_json):
                           r.freshness or "-", age(r.last_load_at), "-" if r.last_load_rows is None else f"{r.last_load_rows:,}",
                           sparkline(r.rows_history), failure, str(r.pending_events or "-"))
         Console(width=220).print(table)
+    for r in rows:
+        for note in r.unreadable[:5]:  # a damaged ledger is reported, never a crash; status uses the rows it can read
+            click.echo(f"warning: {r.block}.{r.stream}: unreadable ledger row: {note}", err=True)
+        if len(r.unreadable) > 5:
+            click.echo(f"warning: {r.block}.{r.stream}: {len(r.unreadable) - 5} more unreadable ledger rows (--json lists them)", err=True)
     problems = [r for r in rows if r.problem]
     if problems:
         click.echo("attention: " + ", ".join(f"{r.block}.{r.stream} is {r.status}" for r in problems), err=True)
@@ -420,12 +427,18 @@ def events():
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the project's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the ledger rows as JSON lines.")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
 @click.pass_context
-def events_list(ctx, block, status, limit, destination, as_json):
-    from .manager import make_destination
+def events_list(ctx, block, status, limit, destination, as_json, wait):
+    """List ledger events (reads only: never creates or writes the warehouse)."""
+    from .manager import open_for_reading
 
     project = _project(ctx)
-    dest = make_destination(project, project.block(block) if block else None, destination)
+    dest = open_for_reading(project, project.block(block) if block else None, destination, wait)
+    if dest is None:
+        click.echo("no events: nothing has been synced to this warehouse yet", err=True)
+        return
     try:
         rows = dest.list_events(block=block, status=status)
     finally:

@@ -26,10 +26,12 @@ from typing import Callable
 import orjson
 
 from .config import Block, ConfigError, Project, parse_duration
-from .destinations.base import Destination, RunRecord, StreamTarget
+from .events import webhook_url
+from .destinations.base import KILLED, Destination, RunRecord, StreamTarget, why_run_is_dead
 from .errors import BusyError, IngestError, SyncError
 from .lineage import Lineage
 from .secrets import REDACTOR
+from .stopping import STOP_SIGNALS, stop_message as _stop_message
 
 log = logging.getLogger("ingest")
 
@@ -92,25 +94,48 @@ def destination_choice(project: Project, block: Block | None, override: str | No
 
 def make_destination(project: Project, block: Block | None, override: str | None = None, lock_wait: float = 0.0,
                      run_id: str | None = None, read_only: bool = False) -> Destination:
+    """`read_only`: for read commands (status, state show, events list): creates and writes nothing — a DuckDB
+    file that does not exist is a FileNotFoundError — and waits up to `lock_wait` s for a turn while a run writes."""
     kind, path = destination_choice(project, block, override)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 
         try:
             return DuckDBDestination(path, lock_wait=lock_wait, read_only=read_only, threads=project.defaults.duckdb.threads)
+        except FileNotFoundError:
+            raise
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
             import duckdb
 
             if isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower():
-                pid = re.search(r"PID (\d+)", str(exc))
-                raise BusyError(
-                    f"{path} is in use by another process{f' (pid {pid.group(1)})' if pid else ''}: DuckDB allows one "
-                    f"writer at a time. Retry later, or pass --wait SECONDS to queue behind it."
-                ) from None
+                raise BusyError(_busy_message(path, str(exc), read_only, lock_wait)) from None
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
     from .destinations.snowflake import SnowflakeDestination
 
     return SnowflakeDestination.from_project(project, block, run_id=run_id, read_only=read_only)
+
+
+def _busy_message(path: str, error: str, read_only: bool, waited: float) -> str:
+    pid = re.search(r"PID (\d+)", error)
+    holder = f"another process{f' (pid {pid.group(1)})' if pid else ''}"
+    if read_only:
+        return (f"{path} is in use by {holder}, which did not let readers in within {waited:g}s (an ingest run lets "
+                f"them in between its commits; another program holding the file may not). Retry later, or pass "
+                f"--wait SECONDS to wait longer.")
+    return (f"{path} is in use by {holder}: DuckDB allows one writer at a time. Retry later, or pass --wait SECONDS "
+            f"to queue behind it.")
+
+
+def open_for_reading(project: Project, block: Block | None, override: str | None = None,
+                     wait: float = 30.0) -> Destination | None:
+    """A destination for a read command, or None when its DuckDB file does not exist yet (nothing synced there).
+    A --destination path that does not exist is a usage error: reading never creates a file."""
+    try:
+        return make_destination(project, block, override, lock_wait=wait, read_only=True)
+    except FileNotFoundError as exc:
+        if override:
+            raise ConfigError(f"--destination: no DuckDB file at {exc} (read commands never create one)") from None
+        return None
 
 
 def state_message_to_dict(message) -> dict:
@@ -145,12 +170,17 @@ class _Writer(threading.Thread):
         self.destination, self.run_id = destination, run_id
         self.ops: queue.Queue = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
+        self.finished: set[str] = set()  # streams whose final commit (swap, state, landed event) went through
 
     def run(self) -> None:
         from .destinations.typing import records_to_arrow
 
         while True:
-            op = self.ops.get()
+            try:
+                op = self.ops.get(timeout=0.2)
+            except queue.Empty:  # the connector is slow: a read command waiting for the file can go in now
+                self._let_readers_in()
+                continue
             if op is None:
                 return
             if self.error is not None:
@@ -169,9 +199,19 @@ class _Writer(threading.Thread):
                 elif kind == "finish":
                     state, make_event = args
                     self.destination.finish_stream(target, state, make_event(target) if make_event else None)
+                    self.finished.add(target.stream)
                 elif kind == "abort":
                     self.destination.abort_stream(target)
             except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+                self.error = exc
+            self._let_readers_in()
+
+    def _let_readers_in(self) -> None:
+        """Between ops no transaction is open: the one point where a DuckDB run can hand its file to a reader."""
+        if self.error is None:
+            try:
+                self.destination.yield_to_readers()
+            except BaseException as exc:  # noqa: BLE001 - e.g. the file could not be reopened: the sync fails
                 self.error = exc
 
     def submit(self, op) -> None:
@@ -233,9 +273,12 @@ class AirbyteManager:
     def discover(self, name: str):
         return self.source(self.block(name)).discover()
 
-    def state(self, name: str, destination: str | None = None) -> dict[str, dict]:
+    def state(self, name: str, destination: str | None = None, wait: float = 30.0) -> dict[str, dict]:
+        """The block's saved state; read-only (a missing DuckDB file means no state: nothing is created)."""
         block = self.project.block(name)
-        dest = make_destination(self.project, block, destination)
+        dest = open_for_reading(self.project, block, destination, wait)
+        if dest is None:
+            return {}
         try:
             return dest.read_state(name)
         finally:
@@ -352,6 +395,7 @@ class AirbyteManager:
                                         secrets=self.project.defaults.secrets)
         targets: dict[str, StreamTarget] = {}
         heartbeat: _Heartbeat | None = None
+        announcer: _Announcer | None = None
         if hasattr(source, "use_warehouse"):
             # Pullers may read their inputs (shipments, carriers) from the block's destination.
             source.use_warehouse(dest.query)
@@ -359,7 +403,9 @@ class AirbyteManager:
             if discover_error is not None:
                 raise discover_error
             run.streams = list(settings)
+            locks_before = _locks_of(dest, block.name)
             heartbeat = _hold_locks(dest, block, run, parse_duration(self.project.defaults.lock_ttl), wait)
+            killed = _record_dead_runs(dest, block, run, webhook_url(self.project.defaults.events.webhook), locks_before)
             run.started_at = dt.datetime.now(dt.timezone.utc)  # time spent queueing (--wait) is not run time
             stored = {} if full_refresh else dest.read_state(block.name)
             state = state_messages(stored, set(settings))
@@ -376,8 +422,13 @@ class AirbyteManager:
                 )
             dest.record_run(run)
             lineage.start(block=block, run=run, targets=targets, parent_pathspec=run_pathspec)
-            announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
+            announcer = _Announcer(self.project, block, dest, run, results, run_pathspec, also_publish=killed)
             error = self._sync(source, configured, state, targets, results, dest, run, announcer)
+        except KeyboardInterrupt as exc:  # a stop signal outside the reading loop (e.g. while queueing for locks)
+            if heartbeat is None:  # it never started: nothing was written, nothing to record
+                dest.close()
+                raise SyncError(f"{_stop_message(exc)} before the sync started; nothing was written") from None
+            error = SyncError(_stop_message(exc), failure_type="interrupted")
         except (ConfigError, BusyError) as exc:
             dest.close()
             if lineage.started:  # a refused run (BusyError) never started: it owes no event
@@ -388,6 +439,17 @@ class AirbyteManager:
         except Exception as exc:  # noqa: BLE001 - a destination bug must still be recorded and reported clearly
             log.debug("sync failed", exc_info=True)
             error = SyncError(REDACTOR.redact(f"{type(exc).__name__}: {exc}"))
+        STOP_SIGNALS.finishing()
+        try:
+            return self._finish_run(block, run, dest, results, targets, error, heartbeat, announcer, lineage, streams,
+                                    run_pathspec, started)
+        finally:
+            STOP_SIGNALS.done()
+
+    def _finish_run(self, block, run, dest, results, targets, error, heartbeat, announcer, lineage, streams,
+                    run_pathspec, started) -> SyncResult:
+        """Record the run's end, then release its locks (that order: a `running` row without a live lock means the
+        run died), write data_failed events, publish, close. Stop signals are held off meanwhile."""
         run.ended_at = dt.datetime.now(dt.timezone.utc)
         run.rows = sum(r.records for r in results.values())
         run.status = "failed" if error else "succeeded"
@@ -396,12 +458,16 @@ class AirbyteManager:
         if heartbeat is not None:
             heartbeat.stop()
         try:
+            dest.record_run(run)
+        except Exception as exc:  # noqa: BLE001 - never mask the sync's own outcome
+            log.warning("could not record run %s in %s: %s", run.run_id, dest.describe(), REDACTOR.redact(exc))
+        try:
             dest.release_locks(run.run_id)
         except Exception:  # noqa: BLE001 - an unreleased lock expires by itself
             log.warning("could not release the locks of run %s", run.run_id, exc_info=True)
         try:
-            dest.record_run(run)
-            announcer = _Announcer(self.project, block, dest, run, results, run_pathspec)
+            # The one built before the sync knows which streams landed; a run that failed earlier has none.
+            announcer = announcer or _Announcer(self.project, block, dest, run, results, run_pathspec)
             if error is not None:
                 # Owners hear about breakage first: one data_failed event per stream that did not land.
                 for name in [n for n in run.streams or [s.name for s in block.streams] if n not in announcer.landed] or ["*"]:
@@ -508,10 +574,11 @@ class AirbyteManager:
                         completed.add(status.stream_descriptor.name)
         except SyncError as exc:
             error = exc
-        except KeyboardInterrupt:
-            error = SyncError("interrupted")
+        except KeyboardInterrupt as exc:
+            error = SyncError(_stop_message(exc), failure_type="interrupted")
         finally:
             progress.stop()
+            STOP_SIGNALS.finishing()  # landing what was read must not be cut short by a second signal
         try:
             # Records read before a failure are still landed (state stays behind them), so a rerun re-reads less.
             # A staged (replace) load is only swapped in when the read succeeded: a failed run keeps the old table.
@@ -532,6 +599,9 @@ class AirbyteManager:
             error = error or SyncError(REDACTOR.redact(f"destination {dest.describe()}: {type(exc).__name__}: {exc}"))
             if writer.is_alive():
                 writer.ops.put(None)
+        # Landed means committed: a stream the connector completed but whose final commit failed did not land.
+        announcer.landed &= writer.finished
+        STOP_SIGNALS.done()
         for name, target in targets.items():
             results[name].records = counts[name]
             results[name].rows_written = target.rows_written
@@ -605,10 +675,53 @@ def _hold_locks(dest: Destination, block: Block, run: RunRecord, ttl: float, wai
     return beat
 
 
+def _locks_of(dest: Destination, block: str) -> list[dict]:
+    try:
+        return dest.list_locks(block=block)
+    except NotImplementedError:
+        return []
+
+
+def _record_dead_runs(dest: Destination, block: Block, run: RunRecord, webhook: str | None,
+                      locks_before: list[dict]) -> list[str]:
+    """Runs of this block still recorded as `running` whose process is gone (SIGKILL, out of memory, a lost node:
+    see why_run_is_dead) are recorded as `killed`, each with a data_failed event per stream, by the next run of the
+    block, once it holds its own locks. `locks_before`: the block's locks before this run took over the stale ones
+    (they say why a run is dead). Returns the run ids (their events get published with this run's)."""
+    from .events import DATA_FAILED, PENDING, RECORDED, Event
+
+    try:
+        running = [r for r in dest.list_runs(block=block.name, status="running") if r["run_id"] != run.run_id]
+        locks = dest.list_locks(block=block.name) if running else []  # read after the runs: see why_run_is_dead
+    except NotImplementedError:
+        return []
+    now = dt.datetime.now(dt.timezone.utc)
+    killed = []
+    for row in running:
+        if why_run_is_dead(row, locks, now) is None:
+            continue
+        why = why_run_is_dead(row, locks_before, now) or "its locks were taken over"
+        error = f"killed: the run stopped without recording its end ({why}); found by run {run.run_id}"
+        if not dest.mark_run_killed(row["run_id"], now, error):
+            continue  # it recorded its own end meanwhile
+        log.warning("%s: run %s was %s", block.name, row["run_id"], error)
+        for stream in list(row.get("streams") or []) or ["*"]:
+            dest.record_event(Event(
+                kind=DATA_FAILED, team=row.get("team") or block.team, block=block.name, stream=stream,
+                table=next((s.table for s in block.streams if s.name == stream), ""), destination=dest.describe(),
+                run_id=row["run_id"], load_id=f"{row['run_id']}-{stream}", run_pathspec=f"unknown/{row['run_id']}",
+                rows=row.get("rows") or 0, error_class=KILLED, error_message=error,
+                status=PENDING if webhook else RECORDED,
+            ))
+        killed.append(row["run_id"])
+    return killed
+
+
 class _Announcer:
     """Builds a run's DataLanded / data_failed events and publishes what the ledger holds as pending."""
 
-    def __init__(self, project: Project, block: Block, dest: Destination, run: RunRecord, results, run_pathspec):
+    def __init__(self, project: Project, block: Block, dest: Destination, run: RunRecord, results, run_pathspec,
+                 also_publish: list[str] | None = None):
         from .events import WebhookPublisher, webhook_url
 
         url = webhook_url(project.defaults.events.webhook)
@@ -616,6 +729,7 @@ class _Announcer:
         self.block, self.dest, self.run, self.results = block, dest, run, results
         self.run_pathspec = run_pathspec or f"cli/{run.run_id}"
         self.landed: set[str] = set()
+        self.also_publish = also_publish or []  # runs found dead by this one: their data_failed events
 
     def _event(self, kind: str, stream: str, table: str, load_id: str, **extra):
         from .events import PENDING, RECORDED, Event
@@ -651,7 +765,11 @@ class _Announcer:
     def publish(self) -> tuple[int, list[str]]:
         from .events import publish_pending
 
-        return publish_pending(self.dest, self.publisher, run_id=self.run.run_id)
+        sent, errors = publish_pending(self.dest, self.publisher, run_id=self.run.run_id)
+        for run_id in self.also_publish:
+            more, more_errors = publish_pending(self.dest, self.publisher, run_id=run_id)
+            sent, errors = sent + more, errors + more_errors
+        return sent, errors
 
 
 def _not_fields(json_schema: dict | None, names: list[str]) -> list[str]:

@@ -82,4 +82,5 @@ def test_sigkill_at_random_points_then_rerun(project):
     assert project.scalar("SELECT min(id), max(id) FROM demo_users") == 1
     assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
     statuses = [s for (s,) in project.query("SELECT status FROM _ingest_runs ORDER BY started_at")]
-    assert statuses[-1] == "succeeded" and statuses.count("running") == len(statuses) - 1
+    # the SIGKILLed runs could not record their end: the rerun found them and recorded them as killed
+    assert statuses[-1] == "succeeded" and statuses.count("killed") == len(statuses) - 1

@@ -391,7 +391,8 @@ def _kill_after(project, seconds: float) -> None:
 @pytest.mark.timeout(600)
 def test_sigkill_mid_load_then_rerun_loses_and_duplicates_nothing(project, sf):
     # always_updated: every run re-reads all users with new updated_at values, so a rerun re-delivers what was landed
-    project.write_config(sf.defaults(batch=250) + demo_block(count=KILL_COUNT, slice_=250, streams=("users",), always_updated=True, seed=3))
+    defaults = sf.defaults(batch=250).replace("defaults:\n", "defaults:\n  destination: snowflake\n")
+    project.write_config(defaults + demo_block(count=KILL_COUNT, slice_=250, streams=("users",), always_updated=True, seed=3))
     rng = random.Random(20261127)
     kills_with_data = 0
     for delay in [rng.uniform(0.0, 2.5) for _ in range(3)]:
@@ -404,13 +405,24 @@ def test_sigkill_mid_load_then_rerun_loses_and_duplicates_nothing(project, sf):
             kills_with_data += 1
             # State never ahead of data: every user the checkpoint claims (ids 1..offset) is in the table.
             assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS WHERE ID <= ?", [offset]) == offset
+    # status (read-only) already shows the last killed run as failing; the rerun records every one as killed
+    dead = [r for (r,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'running' ORDER BY STARTED_AT")]
+    r = cli(project, "status", "--json")
+    users = json.loads(r.stdout)
+    assert r.code == 1 and users["status"] == "failing" and users["failure_class"] == "killed", r.output
+    assert dead[-1] in users["failure_message"]
     r = cli(project, "run", "demo", "--destination", "snowflake", timeout=300)
     assert r.code == 0, r.output
+    # (each killed run was recorded by the next run: only the last one was still `running` before this rerun)
+    killed = [k for (k,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'killed' ORDER BY STARTED_AT")]
+    assert dead == killed[-1:] and len(killed) >= 1
+    events = sf.query("SELECT RUN_ID, PAYLOAD:error_class::VARCHAR FROM _INGEST_EVENTS WHERE NAME = 'data_failed.demo.users'")
+    assert sorted(events) == sorted((k, "killed") for k in killed)
     assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == KILL_COUNT
     assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS") == KILL_COUNT
     assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
     statuses = [s for (s,) in sf.query("SELECT STATUS FROM _INGEST_RUNS ORDER BY STARTED_AT")]
-    assert statuses[-1] == "succeeded" and statuses.count("running") == len(statuses) - 1
+    assert statuses[-1] == "succeeded" and statuses.count("killed") == len(statuses) - 1
     assert _state_offset(sf) == KILL_COUNT
 
 

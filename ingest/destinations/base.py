@@ -38,6 +38,33 @@ def lock_is_stale(row: dict, now: dt.datetime) -> bool:
     return False
 
 
+KILLED = "killed"  # a run that stopped without cleanup (SIGKILL, out of memory, a lost node)
+
+
+def _aware(when):
+    return when if not isinstance(when, dt.datetime) or when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def why_run_is_dead(run: dict, locks: list[dict], now: dt.datetime) -> str | None:
+    """Why a run recorded as `running` can no longer be running, or None while it may be.
+
+    A run takes its stream locks before it records itself as running and records its end before it releases them,
+    so a `running` row is alive only while one of its locks is: every lock of it stale (heartbeat expired, or its
+    process gone from this host), or none left at all (a later run took them over), means it died without cleanup.
+    `locks` are the lock rows of the run's block. Every destination and `ingest status` apply this one rule."""
+    mine = [lock for lock in locks if lock.get("run_id") == run.get("run_id")]
+    if not mine:
+        return "it holds no run lock any more (it stopped without recording its end; a later run took its locks over)"
+    if any(not lock_is_stale(lock, now) for lock in mine):
+        return None
+    lock = mine[0]
+    expires = _aware(lock.get("expires_at"))
+    if isinstance(expires, dt.datetime) and expires < now:
+        return (f"its lock heartbeat stopped (host {lock.get('host')}, pid {lock.get('pid')}; lock expired "
+                f"{expires:%Y-%m-%d %H:%M:%S %Z})")
+    return f"its process (pid {lock.get('pid')}) is gone from this host {lock.get('host')}"
+
+
 @dataclass
 class StreamTarget:
     """Everything a destination needs to know to land one stream of one run."""
@@ -90,7 +117,7 @@ class RunRecord:
     streams: list[str]
     started_at: dt.datetime
     ended_at: dt.datetime | None = None
-    status: str = "running"  # running | succeeded | failed
+    status: str = "running"  # running | succeeded | failed | killed
     rows: int = 0
     error: str | None = None
     destination: str = ""
@@ -147,6 +174,20 @@ class Destination(abc.ABC):
     def release_locks(self, run_id: str) -> None:
         """Drop this run's locks."""
 
+    def list_locks(self, block: str | None = None) -> list[dict]:
+        """Lock rows (block, stream, run_id, host, pid, started_at, expires_at), of one block or all."""
+        raise NotImplementedError
+
+    def mark_run_killed(self, run_id: str, ended_at: dt.datetime, error: str) -> bool:
+        """Record a dead run as `killed`, only if it is still recorded as `running` (a run that recorded its own end
+        meanwhile keeps it). True when this call changed it: only then is its data_failed event owed."""
+        raise NotImplementedError
+
+    def list_runs(self, block: str | None = None, status: str | None = None) -> list[dict]:
+        """_ingest_runs rows (run_id, block, team, streams (list), destination, started_at, ended_at, status, rows,
+        error), oldest first."""
+        raise NotImplementedError
+
     # -- the events ledger (see ingest/events.py)
 
     @abc.abstractmethod
@@ -158,6 +199,24 @@ class Destination(abc.ABC):
                     limit: int | None = None) -> list[dict]:
         """Ledger rows, oldest first: event_id, name, idempotency_key, block, stream, team, run_id, payload (dict),
         status, attempts, last_error, created_at, published_at."""
+
+    def latest_events(self, per_kind: int) -> list[dict]:
+        """For `ingest status`: per (block, stream, kind) the newest `per_kind` ledger rows (event_id, name, block,
+        stream, payload — a dict, or JSON text that may not parse —, status, created_at) plus `pending`, that
+        stream's count of pending events; oldest first. One query for every block: status must not read whole
+        histories. This fallback reads them; destinations override it with a windowed query."""
+        rows = self.list_events()
+        pending: dict = {}
+        for row in rows:
+            key = (row.get("block"), row.get("stream"))
+            pending[key] = pending.get(key, 0) + (row.get("status") == "pending")
+        kept, seen = [], {}
+        for row in reversed(rows):
+            key = (row.get("block"), row.get("stream"), str(row.get("name") or "").split(".")[0])
+            seen[key] = seen.get(key, 0) + 1
+            if seen[key] <= per_kind:
+                kept.append({**row, "pending": pending[key[:2]]})
+        return kept[::-1]
 
     @abc.abstractmethod
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
@@ -173,6 +232,10 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     def query(self, sql: str, params: list | None = None) -> list[dict]:
         """Run a read-only query on a separate cursor (pullers read their inputs, e.g. shipments, this way)."""
+
+    def yield_to_readers(self) -> bool:  # noqa: B027 - optional
+        """Between commits (writer thread): let waiting read commands in if the warehouse needs that (DuckDB)."""
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional
         pass

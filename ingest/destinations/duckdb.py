@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +47,75 @@ SEQ = DEDUP_SEQ
 # A column whose name is not its field's (`Color_2` for `Color` beside `color`) says which field it holds in its
 # comment, so the next run maps the field to the same column (DuckDB compares column names case-insensitively).
 FIELD_COMMENT = "ingest field: "
+READER_TURN_S = 2.0  # at most this long per turn for readers (they poll every 50 ms and read for milliseconds)
+READER_TURN_REOPEN_S = 120.0  # a run waits this long to get its file back from a reader before failing
+READ_REQUEST_FRESH_S = 2.0  # a request older than this is from a reader that gave up or died: ignored
+
+
+class _ReaderTurns:
+    """How read commands and a running sync share one DuckDB file (DuckDB lets a single process open it for writing,
+    and no other process even read it meanwhile).
+
+    A reader that finds the file held touches `<file>.read-request` every 50 ms while it waits; the run, between two
+    commits, sees a fresh request, marks `<file>.yielding` (with its pid: queued *writers* stay out), closes the file,
+    waits until the readers are in and removed the request (at most READER_TURN_S), and reopens it. Neither file is
+    the database: read commands still create and write nothing in it."""
+
+    def __init__(self, path: Path):
+        self.request = path.with_name(path.name + ".read-request")
+        self.marker = path.with_name(path.name + ".yielding")
+        self._asked = False
+
+    # -- reader side
+    def ask(self) -> None:
+        try:
+            self.request.touch()
+            self._asked = True
+        except OSError:  # a read-only directory: no turn can be asked for, the reader just retries
+            pass
+
+    def done(self) -> None:
+        if self._asked:
+            self.request.unlink(missing_ok=True)
+            self._asked = False
+
+    # -- writer side
+    def asked(self) -> bool:
+        try:
+            return time.time() - self.request.stat().st_mtime < READ_REQUEST_FRESH_S
+        except OSError:
+            return False
+
+    def wait_for_readers(self) -> None:
+        deadline = time.monotonic() + READER_TURN_S
+        time.sleep(0.1)  # a reader polls every 50 ms
+        while self.asked() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def yielding(self, on: bool) -> None:
+        try:
+            if on:
+                self.marker.write_text(str(os.getpid()))
+            else:
+                self.marker.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def writer_yielding(self) -> bool:
+        """Another run has let readers in and will reopen the file: a queued writer must not take it meanwhile."""
+        try:
+            pid = int(self.marker.read_text() or 0)
+        except (OSError, ValueError):
+            return False
+        if pid == os.getpid():
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False  # a run killed while yielding
+        except PermissionError:
+            pass
+        return True
 
 
 def q(identifier: str) -> str:
@@ -94,25 +165,62 @@ class DuckDBDestination(Destination):
     def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False, threads: int | None = None):
         """`lock_wait`: seconds to wait while another process holds the file (DuckDB allows one writer process);
         parallel Metaflow tasks of one block use it to take turns locally. `read_only`: for status/listing —
-        creates nothing (the file must exist)."""
+        creates and writes nothing (the file must exist: FileNotFoundError otherwise), and while a run holds the
+        file it asks the run for a turn (see `yield_to_readers`) for up to `lock_wait` seconds."""
         self.path = Path(path).resolve()
         self.read_only = read_only
+        self.threads = threads
+        self._turns = _ReaderTurns(self.path)
+        self._con_lock = threading.Lock()  # the writer's connection is swapped while readers take their turn
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(str(self.path))
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + lock_wait
-        while True:
-            try:
-                self.con = duckdb.connect(str(self.path), read_only=read_only)
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.25)
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
+        self.con = self._connect(lock_wait)
         self._columns: dict[str, dict[str, str]] = {}
         if not read_only:
             self._create_meta_tables()
+
+    def _connect(self, wait: float):
+        """Open the file, waiting up to `wait` s while another process holds it. A reader asks the holder for a turn
+        meanwhile; a writer also waits while a run lets readers in, so it cannot take the run's file away."""
+        deadline = time.monotonic() + wait
+        try:
+            while True:
+                if self.read_only or not self._turns.writer_yielding():
+                    try:
+                        con = duckdb.connect(str(self.path), read_only=self.read_only)
+                        break
+                    except duckdb.IOException as exc:
+                        if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                            raise
+                if time.monotonic() >= deadline:
+                    raise duckdb.IOException(f'Could not set lock on file "{self.path}": another run is letting readers in')
+                if self.read_only:
+                    self._turns.ask()
+                time.sleep(0.05 if self.read_only else 0.25)
+        finally:
+            if self.read_only:
+                self._turns.done()
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        return con
+
+    def yield_to_readers(self) -> bool:
+        """Between two commits of a run (the writer thread calls this; no transaction is open): if a read command
+        (`ingest status`, `state show`, `events list`) is waiting for the file, close it, let the readers in, and
+        reopen. Costs one stat() per commit when nobody is waiting (bench/throughput.py: within noise)."""
+        if self.read_only or not self._turns.asked():
+            return False
+        with self._con_lock:
+            self._turns.yielding(True)
+            try:
+                self.con.close()
+                self._turns.wait_for_readers()
+                self.con = self._connect(READER_TURN_REOPEN_S)
+            finally:
+                self._turns.yielding(False)
+        return True
 
     def describe(self) -> str:
         return f"duckdb:{self.path}"
@@ -121,13 +229,14 @@ class DuckDBDestination(Destination):
         self.con.close()
 
     def query(self, sql: str, params: list | None = None) -> list[dict]:
-        cur = self.con.cursor()  # its own connection to the same database: safe beside the writer thread
-        try:
-            result = cur.execute(sql, params or [])
-            names = [d[0] for d in result.description or []]
-            return [dict(zip(names, row)) for row in result.fetchall()]
-        finally:
-            cur.close()
+        with self._con_lock:
+            cur = self.con.cursor()  # its own connection to the same database: safe beside the writer thread
+            try:
+                result = cur.execute(sql, params or [])
+                names = [d[0] for d in result.description or []]
+                return [dict(zip(names, row)) for row in result.fetchall()]
+            finally:
+                cur.close()
 
     # ------------------------------------------------------------ metadata tables
 
@@ -213,15 +322,36 @@ class DuckDBDestination(Destination):
         return []
 
     def refresh_locks(self, run_id: str, ttl: float) -> None:
-        cur = self.con.cursor()  # called from the heartbeat thread, beside the writer
-        try:
-            cur.execute(f"UPDATE {LOCKS_TABLE} SET expires_at = ? WHERE run_id = ?",
-                        [dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl), run_id])
-        finally:
-            cur.close()
+        with self._con_lock:  # called from the heartbeat thread, beside the writer (and its turns for readers)
+            cur = self.con.cursor()
+            try:
+                cur.execute(f"UPDATE {LOCKS_TABLE} SET expires_at = ? WHERE run_id = ?",
+                            [dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl), run_id])
+            finally:
+                cur.close()
 
     def release_locks(self, run_id: str) -> None:
         self.con.execute(f"DELETE FROM {LOCKS_TABLE} WHERE run_id = ?", [run_id])
+
+    def list_locks(self, block: str | None = None) -> list[dict]:
+        return self._select(f"SELECT * FROM {LOCKS_TABLE}", block)
+
+    def mark_run_killed(self, run_id: str, ended_at: dt.datetime, error: str) -> bool:
+        return bool(self.con.execute(
+            f"UPDATE {RUNS_TABLE} SET status = 'killed', ended_at = ?, error = ? WHERE run_id = ? AND status = 'running' "
+            "RETURNING 1", [ended_at, error, run_id]).fetchall())
+
+    def list_runs(self, block: str | None = None, status: str | None = None) -> list[dict]:
+        return self._select(f"SELECT * FROM {RUNS_TABLE}", block, status, order="started_at, run_id")
+
+    def _select(self, sql: str, block: str | None, status: str | None = None, order: str | None = None) -> list[dict]:
+        """A metadata table's rows, filtered; none when the table does not exist (a file no sync wrote yet)."""
+        where = [(c, v) for c, v in (("block", block), ("status", status)) if v is not None]
+        sql += (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "") + (f" ORDER BY {order}" if order else "")
+        try:
+            return self.query(sql, [v for _, v in where])
+        except duckdb.CatalogException:
+            return []
 
     @staticmethod
     def _rows(result) -> list[dict]:
@@ -258,6 +388,19 @@ class DuckDBDestination(Destination):
         for row in rows:
             row["payload"] = orjson.loads(row["payload"])
         return rows
+
+    def latest_events(self, per_kind: int) -> list[dict]:
+        # The payload stays text: status reports a row it cannot read instead of failing on it.
+        sql = (
+            f"SELECT event_id, name, block, stream, payload::VARCHAR AS payload, status, created_at, "
+            f"count(*) FILTER (WHERE status = 'pending') OVER (PARTITION BY block, stream) AS pending "
+            f"FROM {EVENTS_TABLE} QUALIFY row_number() OVER (PARTITION BY block, stream, split_part(name, '.', 1) "
+            f"ORDER BY created_at DESC NULLS LAST, event_id DESC) <= {int(per_kind)} ORDER BY created_at, event_id"
+        )
+        try:
+            return self.query(sql)
+        except duckdb.CatalogException:
+            return []
 
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
         self.con.execute(

@@ -95,6 +95,7 @@ META_DDL = {
     LOCKS: '("BLOCK" VARCHAR NOT NULL, "STREAM" VARCHAR NOT NULL, "RUN_ID" VARCHAR NOT NULL, "HOST" VARCHAR, "PID" NUMBER(38,0), '
     '"STARTED_AT" TIMESTAMP_TZ NOT NULL, "EXPIRES_AT" TIMESTAMP_TZ NOT NULL)',
 }
+RUN_COLUMNS = ["run_id", "block", "team", "streams", "destination", "started_at", "ended_at", "status", "rows", "error"]
 LOCK_COLUMNS = ["block", "stream", "run_id", "host", "pid", "started_at", "expires_at"]
 EVENT_COLUMNS = ["event_id", "name", "idempotency_key", "block", "stream", "team", "run_id", "payload", "status", "attempts",
                  "last_error", "created_at", "published_at"]
@@ -634,6 +635,33 @@ class SnowflakeDestination(Destination):
     def release_locks(self, run_id: str) -> None:
         self._exec(f'DELETE FROM {q(LOCKS)} WHERE "RUN_ID" = ?', [run_id], action="release the run locks in", obj=self._where(LOCKS))
 
+    def list_locks(self, block: str | None = None) -> list[dict]:
+        return self._select_meta(LOCKS, LOCK_COLUMNS, block)
+
+    def mark_run_killed(self, run_id: str, ended_at: dt.datetime, error: str) -> bool:
+        self._exec(f'UPDATE {q(RUNS)} SET "STATUS" = \'killed\', "ENDED_AT" = CAST(? AS TIMESTAMP_TZ), "ERROR" = ? '
+                   'WHERE "RUN_ID" = ? AND "STATUS" = \'running\'', [ended_at.isoformat(), REDACTOR.redact(error), run_id],
+                   action="record a killed run in", obj=self._where(RUNS))
+        return (self.cur.rowcount or 0) > 0
+
+    def list_runs(self, block: str | None = None, status: str | None = None) -> list[dict]:
+        rows = self._select_meta(RUNS, RUN_COLUMNS, block, status, order='"STARTED_AT", "RUN_ID"')
+        for row in rows:
+            if isinstance(row.get("streams"), str):  # VARIANT arrives as JSON text
+                row["streams"] = orjson.loads(row["streams"])
+        return rows
+
+    def _select_meta(self, table: str, columns: list[str], block: str | None, status: str | None = None,
+                     order: str | None = None) -> list[dict]:
+        if table not in self._meta_present:
+            return []
+        where = [(c, v) for c, v in (("BLOCK", block), ("STATUS", status)) if v is not None]
+        sql = (f"SELECT {', '.join(q(c.upper()) for c in columns)} FROM {q(table)}"
+               + (" WHERE " + " AND ".join(f"{q(c)} = ?" for c, _ in where) if where else "")
+               + (f" ORDER BY {order}" if order else ""))
+        rows = self._exec(sql, [v for _, v in where], action="read", obj=self._where(table), block=block)
+        return [dict(zip(columns, r)) for r in rows]
+
     # ------------------------------------------------------------ the events ledger
 
     def _event_statement(self, event) -> tuple:
@@ -671,6 +699,20 @@ class SnowflakeDestination(Destination):
             event["payload"] = payload if isinstance(payload, dict) else orjson.loads(payload)
             out.append(event)
         return out
+
+    def latest_events(self, per_kind: int) -> list[dict]:
+        """One windowed query (see Destination.latest_events); the payload as JSON text."""
+        if EVENTS not in self._meta_present:
+            return []
+        sql = (
+            'SELECT "EVENT_ID", "NAME", "BLOCK", "STREAM", TO_JSON("PAYLOAD"), "STATUS", "CREATED_AT", '
+            'SUM(IFF("STATUS" = \'pending\', 1, 0)) OVER (PARTITION BY "BLOCK", "STREAM") '
+            f'FROM {q(EVENTS)} QUALIFY ROW_NUMBER() OVER (PARTITION BY "BLOCK", "STREAM", SPLIT_PART("NAME", \'.\', 1) '
+            f'ORDER BY "CREATED_AT" DESC, "EVENT_ID" DESC) <= {int(per_kind)} ORDER BY "CREATED_AT", "EVENT_ID"'
+        )
+        names = ["event_id", "name", "block", "stream", "payload", "status", "created_at", "pending"]
+        rows = self._exec(sql, action="read the events from", obj=self._where(EVENTS))
+        return [dict(zip(names, row)) for row in rows]
 
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
         self._exec(
