@@ -595,6 +595,25 @@ def table_problems(project: "Project", only_block: str | None = None) -> _Proble
     return problems
 
 
+def redirected_table_problems(project: "Project", block: Block, kind: str, path: str | None) -> list[str]:
+    """`ingest run --destination` sends one block somewhere else for one run: its tables must not be tables another
+    block writes there (the same one-writer-per-table rule `table_problems` applies to the file itself)."""
+    target = ("snowflake",) if kind == "snowflake" else ("duckdb", str(Path(path).resolve()))
+    mine = {stream.table.lower(): stream for stream in block.streams}
+    problems = []
+    for other in project.blocks.values():
+        if other.name == block.name or _destination(project, other)[0] != target:
+            continue
+        for index, stream in enumerate(other.streams):
+            if (own := mine.get(stream.table.lower())) is not None:
+                where = f"connectors.{other.name}.streams[{index}]"
+                problems.append(f"--destination {kind if kind == 'snowflake' else path}: table {own.table!r} of stream "
+                                f"{block.name}.{own.name} is written there by {where} (stream {stream.name!r}, "
+                                f"{project.path}:{project.lines.get(('connectors', other.name, 'streams', index), '?')}); "
+                                "two streams in one table overwrite each other")
+    return problems
+
+
 @dataclass
 class Project:
     path: Path

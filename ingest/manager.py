@@ -25,7 +25,7 @@ from typing import Callable
 
 import orjson
 
-from .config import Block, ConfigError, Project, parse_duration
+from .config import Block, ConfigError, Project, parse_duration, redirected_table_problems
 from .events import webhook_url
 from .destinations.base import KILLED, Destination, RunRecord, StreamTarget, why_run_is_dead
 from .errors import BusyError, IngestError, SyncError
@@ -97,6 +97,9 @@ def make_destination(project: Project, block: Block | None, override: str | None
     """`read_only`: for read commands (status, state show, events list): creates and writes nothing — a DuckDB
     file that does not exist is a FileNotFoundError — and waits up to `lock_wait` s for a turn while a run writes."""
     kind, path = destination_choice(project, block, override)
+    if override and block is not None and not read_only:
+        if problems := redirected_table_problems(project, block, kind, path):
+            raise ConfigError(problems)
     if kind == "duckdb":
         from .destinations.duckdb import DuckDBDestination
 

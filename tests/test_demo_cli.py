@@ -86,6 +86,21 @@ def test_destination_flag_writes_to_another_file(project, tmp_path):
     assert project.cli("run", "demo", "--destination", "bogus").code == 2
 
 
+def test_destination_flag_cannot_send_a_block_into_another_blocks_table(project):
+    """Two blocks may reuse a table name in two DuckDB files; `--destination` must not then point one block at the
+    other's file for a run (it would overwrite that block's table)."""
+    text = demo_config(count=50, slice_=50)
+    text += text[text.index("  demo:\n"):].replace("  demo:\n", "  demo_copy:\n").replace(
+        "    team: platform\n", "    team: platform\n    destination: {type: duckdb, path: other.duckdb}\n")
+    text = text.replace("      - name: products\n", "      - name: products\n        table: shared_products\n")
+    project.write_config(text)
+    assert project.cli("validate").code == 0  # two files, one name each: fine
+    r = project.cli("run", "demo_copy", "--destination", str(project.db))
+    assert r.code == 2, r.output
+    assert "table 'shared_products' of stream demo_copy.products is written there by connectors.demo.streams[1]" in r.stderr
+    assert not project.db.exists()
+
+
 def test_list_validate_and_discover(project):
     project.write_config(demo_config())
     listed = project.cli("list")
