@@ -100,6 +100,14 @@ def main(ctx, config, verbose):
     _stop_on_sigterm()
 
 
+def _rows_cell(r) -> str:
+    """Rows of the last load; dedup records that had no key value (appended, not merged) are called out."""
+    if r.last_load_rows is None:
+        return "-"
+    keyless = f" ({r.last_load_rows_without_key:,} without key)" if r.last_load_rows_without_key else ""
+    return f"{r.last_load_rows:,}{keyless}"
+
+
 def _quiet_connector(ctx) -> None:
     """check/discover end in one line of ours saying what failed; the CDK's own ERROR/WARNING lines on the way there
     ("Retries exhausted ...", "Stream x is not available: <a urllib3 repr>") are detail: shown with -v."""
@@ -402,7 +410,7 @@ def status(ctx, team, as_json, wait):
         for r in rows:
             failure = f"{age(r.last_failure_at)} {r.failure_class}: {(r.failure_message or '')[:50]}" if r.last_failure_at else "-"
             table.add_row(r.block, r.stream, r.team, r.table, f"[{colour.get(r.status, 'white')}]{r.status}[/]",
-                          r.freshness or "-", age(r.last_load_at), "-" if r.last_load_rows is None else f"{r.last_load_rows:,}",
+                          r.freshness or "-", age(r.last_load_at), _rows_cell(r),
                           sparkline(r.rows_history), failure, str(r.pending_events or "-"))
         Console(width=220).print(table)
     for r in rows:

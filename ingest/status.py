@@ -32,6 +32,7 @@ class StreamStatus:
     freshness: str | None = None
     last_load_at: str | None = None
     last_load_rows: int | None = None
+    last_load_rows_without_key: int | None = None  # dedup records appended unmerged (no key value), of last_load_rows
     cursor: str | None = None
     last_failure_at: str | None = None
     failure_class: str | None = None
@@ -230,6 +231,7 @@ def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict |
         block=block.name, stream=stream.name, team=block.team, table=stream.table, destination=where,
         status=status, freshness=block.spec.freshness,
         last_load_at=last and last["landed_at"], last_load_rows=last and last.get("rows"),
+        last_load_rows_without_key=last and _whole_number(last.get("rows_without_key")),
         cursor=last and last.get("cursor_after"),
         last_failure_at=fail and fail["failed_at"], failure_class=fail and fail.get("error_class"),
         failure_message=fail and fail.get("error_message"),
@@ -248,3 +250,8 @@ def age(text: str | None, now: dt.datetime | None = None) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
+
+
+def _whole_number(value) -> int | None:
+    """An optional count from a payload (older events do not carry it); anything but a whole number reads as None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

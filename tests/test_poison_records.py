@@ -196,6 +196,11 @@ def test_records_without_a_key_are_appended_counted_and_never_merged(project, ap
         assert names == sorted(["one", "two"] + [r["name"] for r in KEYLESS[2:]] * attempt), names
         event = landed_events(project, server)[-1]
         assert event["rows_without_key"] == 4 and event["rows"] == 6
+    if destination == "duckdb":  # status reads the block's own destination
+        status = run_cli(["status", "--json"], project.root, env=env)
+        (stream,) = [s for s in map(json.loads, status.stdout.splitlines()) if s["block"] == "poison"]
+        assert stream["last_load_rows"] == 6 and stream["last_load_rows_without_key"] == 4, status.output
+        assert "6 (4 without key)" in run_cli(["status"], project.root, env=env).stdout
 
 
 @pytest.mark.parametrize("key,value", [("primary_key", "[ident]"), ("cursor", "updatedd")])
