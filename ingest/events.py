@@ -85,7 +85,8 @@ class Event:
         data["idempotency_key"] = self.idempotency_key
         data["landed_at" if self.kind == DATA_LANDED else "failed_at"] = data.pop("at")
         for key in ("cursor_before", "cursor_after"):
-            data[key] = None if data[key] is None else json.dumps(data[key], default=str, sort_keys=True)
+            # A cursor is the connector's text (a next-page URL may carry an api_key): redacted like any text.
+            data[key] = None if data[key] is None else REDACTOR.redact(json.dumps(data[key], default=str, sort_keys=True))
         if self.kind == DATA_LANDED:
             data.pop("error_class")
             data.pop("error_message")

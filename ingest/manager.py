@@ -136,7 +136,7 @@ def open_for_reading(project: Project, block: Block | None, override: str | None
     try:
         return make_destination(project, block, override, lock_wait=wait, read_only=True)
     except FileNotFoundError as exc:
-        if override:
+        if override and override not in ("duckdb", "snowflake"):  # a path the user typed: say it is wrong
             raise ConfigError(f"--destination: no DuckDB file at {exc} (read commands never create one)") from None
         return None
 
@@ -342,6 +342,17 @@ class AirbyteManager:
                 continue
             pk = s.primary_key or [p[0] for p in (stream.source_defined_primary_key or []) if p]
             cursor = s.cursor or ((stream.default_cursor_field or [None])[0] if sync == "incremental" else None)
+            from .destinations.typing import RESERVED, field_key
+
+            # A field named like one of our columns lands renamed (`_ingest_load_id` → `_ingest_load_id_2`); keying
+            # or ordering on it would merge on OUR column (one value per load) and collapse the stream to one row.
+            ours = [(k, f) for k, f in [("primary_key", f) for f in pk] + [("cursor", cursor)] if f and f.lower() in RESERVED]
+            for key, field in ours:
+                problems.append(f"{where}.{key}: {field!r} is named like one of ingest's own columns (it lands as "
+                                f"{field_key(field)!r}); a {key.replace('_', ' ')} on it is not supported: choose "
+                                "another field, or land the stream with write: append")
+            if ours:
+                continue
             write = s.write or ("dedup" if sync == "incremental" and pk else "append" if sync == "incremental" else "replace")
             if write == "dedup" and not pk:
                 problems.append(f"{where}.write: dedup needs a primary key; the connector declares none, so set primary_key")
@@ -579,6 +590,11 @@ class AirbyteManager:
             error = exc
         except KeyboardInterrupt as exc:
             error = SyncError(_stop_message(exc), failure_type="interrupted")
+        except Exception as exc:  # noqa: BLE001 - the writer's error re-raised at submit (or a bug): recorded like any
+            # failure, and never escaping past the landing below (it stops the writer and unmutes the stop signals)
+            log.debug("sync failed", exc_info=True)
+            where = f"destination {dest.describe()}: " if exc is writer.error else ""
+            error = SyncError(REDACTOR.redact(f"{where}{type(exc).__name__}: {exc}"))
         finally:
             progress.stop()
             STOP_SIGNALS.finishing()  # landing what was read must not be cut short by a second signal

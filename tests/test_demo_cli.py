@@ -120,3 +120,14 @@ def test_a_stream_the_connector_does_not_offer_is_a_config_error_that_writes_not
     assert "connectors.yaml:" in r.stderr and "connectors.demo.streams[1]" in r.stderr and "prodcts" in r.stderr
     assert "Traceback" not in r.stderr
     assert not project.db.exists()
+
+
+def test_read_commands_with_a_destination_keyword_before_the_first_sync(project):
+    """`--destination duckdb` names the block's own file: before any sync it reads as empty, like no flag at all
+    (only a --destination *path* that does not exist is a usage error)."""
+    project.write_config(demo_config(count=10, slice_=10))
+    for args in (["state", "show", "demo"], ["events", "list"]):
+        plain, keyword = project.cli(*args), project.cli(*args, "--destination", "duckdb")
+        assert plain.code == keyword.code == 0, (plain.output, keyword.output)
+    assert project.cli("state", "show", "demo", "--destination", str(project.root / "nope.duckdb")).code == 2
+    assert not project.db.exists()

@@ -215,6 +215,21 @@ def test_a_configured_key_or_cursor_that_is_not_a_field_is_refused_at_start(proj
     assert not project.db.exists(), "a refused run must not create the warehouse"
 
 
+@pytest.mark.parametrize("key,value", [("primary_key", "[_ingest_load_id]"), ("cursor", "_INGEST_EXTRACTED_AT")])
+def test_a_key_or_cursor_named_like_our_own_columns_is_refused_at_start(project, api, key, value):
+    """Such a field lands renamed (`_ingest_load_id_2`); a merge keyed on the name would use OUR column (one value per
+    load) and collapse every batch to one row: refused, before anything is written."""
+    schema = {**KEYED_SCHEMA, "_ingest_load_id": {"type": ["integer", "null"]},
+              "_INGEST_EXTRACTED_AT": {"type": ["string", "null"], "format": "date-time"}}
+    write_project(project, api, schema=schema, extra=f"        {key}: {value}\n")
+    api.records = KEYLESS
+    result = run_cli(["run", "poison"], project.root)
+    assert result.code == 2, result.output
+    name = value.strip("[]")
+    assert f"streams[0].{key}: {name!r} is named like one of ingest's own columns (it lands as '{name}_2')" in result.output
+    assert not project.db.exists()
+
+
 def test_an_open_schema_cannot_be_checked_up_front_so_records_without_the_key_are_appended(project, api):
     """A stream whose schema declares no fields may carry any: a configured key is accepted, and records that lack
     it land as rows without a key (today: the dedup failed, and its cleanup hid why as "transaction is aborted")."""
