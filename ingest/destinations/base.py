@@ -38,6 +38,24 @@ def lock_is_stale(row: dict, now: dt.datetime) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class DestinationIdentity:
+    """Where a destination's tables live, as data (lineage names datasets from it; nobody parses `describe()`).
+
+    `namespace` is the OpenLineage dataset namespace (`duckdb:///abs/path.duckdb`, `snowflake://<account>`);
+    `dataset(table)` is the OpenLineage dataset name of one of its tables."""
+
+    kind: str  # "duckdb" | "snowflake"
+    namespace: str
+    database: str | None = None
+    schema: str | None = None
+
+    def dataset(self, table: str) -> str:
+        if self.kind == "snowflake":
+            return f"{self.database}.{self.schema}.{table}".upper()
+        return table
+
+
 KILLED = "killed"  # a run that stopped without cleanup (SIGKILL, out of memory, a lost node)
 
 
@@ -131,6 +149,11 @@ class Destination(abc.ABC):
     @abc.abstractmethod
     def describe(self) -> str:
         """Where the data goes, for humans (no secrets)."""
+
+    @property
+    @abc.abstractmethod
+    def identity(self) -> DestinationIdentity:
+        """Where the data goes, as data (for lineage)."""
 
     @abc.abstractmethod
     def read_state(self, block: str) -> dict[str, dict]:

@@ -19,7 +19,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import (EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
+from .base import (DestinationIdentity, EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
                    lock_is_stale, rows_without_key)
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
@@ -224,6 +224,11 @@ class DuckDBDestination(Destination):
 
     def describe(self) -> str:
         return f"duckdb:{self.path}"
+
+    @property
+    def identity(self) -> DestinationIdentity:
+        return DestinationIdentity(kind="duckdb", namespace=f"duckdb://{self.path.as_posix()}",
+                                   database=self.path.stem, schema="main")
 
     def close(self) -> None:
         self.con.close()

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ConfigError, SyncError
 from ..secrets import REDACTOR, REFERENCE, load_provider, too_short
-from .base import (EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
+from .base import (DestinationIdentity, EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
                    lock_is_stale, rows_without_key)
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
@@ -440,6 +440,12 @@ class SnowflakeDestination(Destination):
         c = self.config
         via = f" via {c.protocol or 'https'}://{c.host}:{c.port or 443}" if c.host else ""
         return f"snowflake:{c.account}/{c.database}.{c.schema}{via}"
+
+    @property
+    def identity(self) -> DestinationIdentity:
+        c = self.config
+        return DestinationIdentity(kind="snowflake", namespace=f"snowflake://{c.account.lower()}",
+                                   database=c.database, schema=c.schema)
 
     def close(self) -> None:
         for con in (self._reader, self.con):
