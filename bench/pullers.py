@@ -219,7 +219,7 @@ def _carriers_once(dots: list[int], rate: float, pacer) -> dict:
 def bench_carriers(carriers: int, rate: float) -> bool:
     import random
 
-    from ingest.sources.pullers.http import RateLimiter
+    from ingest.sources.pullers.pacing import RateLimiter
 
     dots = sorted(random.Random(3).sample(range(10_000, 3_000_000), carriers))
     runs = {}

@@ -119,7 +119,7 @@ def test_backoff_is_exponential_jittered_capped_and_honours_retry_after():
 
 
 def test_rate_limiter_paces_all_threads_and_a_pause_stops_everyone():
-    from ingest.sources.pullers.http import RateLimiter
+    from ingest.sources.pullers.pacing import RateLimiter
 
     limiter = RateLimiter(50)
     stamps: list[float] = []
@@ -146,7 +146,7 @@ def test_rate_limiter_paces_all_threads_and_a_pause_stops_everyone():
 
 
 def test_values_in_mixed_formats_and_both_field_name_styles_are_parsed_without_failing():
-    from ingest.sources.pullers.carrier_safety import basic_rows, carrier_row, parse_dot
+    from ingest.sources.pullers.fmcsa import basic_rows, carrier_row, parse_dot
 
     live, doc = ff.carrier(2004), ff.carrier(331)
     assert "allowedToOperate" in live and "allowToOperate" in doc

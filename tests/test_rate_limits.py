@@ -63,7 +63,7 @@ def until_the_limit(clock: Clock, limiter) -> float:
 
 
 def test_the_pace_drops_after_a_429_recovers_slowly_and_never_exceeds_the_limit():
-    from ingest.sources.pullers.http import RateLimiter
+    from ingest.sources.pullers.pacing import RateLimiter
 
     clock = Clock()
     limiter = RateLimiter(10, clock=clock)

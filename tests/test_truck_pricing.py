@@ -106,7 +106,7 @@ def rows(project: Project) -> dict[str, dict]:
 
 def expected_lanes(csv: Path = gsf.LANES_CSV) -> dict[str, object]:
     from ingest.sources.pullers import read_csv_rows
-    from ingest.sources.pullers.truck_pricing import lane_from_row, merge_lanes
+    from ingest.sources.pullers.lanes import lane_from_row, merge_lanes
 
     return {lane.lane_id: lane for lane in merge_lanes([lane_from_row(r) for r in read_csv_rows(csv)])}
 
@@ -145,7 +145,7 @@ def make_lanes_csv(path: Path, n: int, start: dt.date = dt.date(2024, 1, 1), bad
 
 
 def test_lanes_are_read_by_name_normalized_and_merged():
-    from ingest.sources.pullers.truck_pricing import lane_from_row, merge_lanes
+    from ingest.sources.pullers.lanes import lane_from_row, merge_lanes
 
     lanes = expected_lanes()
     assert len(lanes) == 24  # 25 rows, SHP-1001/1006 differ by date, SHP-1015/1016 are the same lane: merged
@@ -251,7 +251,7 @@ def test_cassette_replay_with_lanes_from_a_warehouse_shipments_table(project):
     con = duckdb.connect(str(project.db))
     con.execute("""CREATE TABLE shipments (id VARCHAR, pickup_at TIMESTAMP, equipment VARCHAR, o_city VARCHAR, o_state VARCHAR,
                    o_zip VARCHAR, d_city VARCHAR, d_state VARCHAR, d_zip VARCHAR, commodity VARCHAR, customer VARCHAR)""")
-    from ingest.sources.pullers.http import parse_datetime
+    from ingest.sources.pullers.values import parse_datetime
 
     for r in read_csv_rows(gsf.LANES_CSV):
         con.execute("INSERT INTO shipments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'acme')", [
@@ -446,7 +446,7 @@ def _puller(project: Project, fake: FakeGreenscreens, monkeypatch, **config):
 def test_a_refused_batch_is_narrowed_to_the_lanes_at_fault(project, gs, monkeypatch):
     """422 naming `requests[i]` marks those lanes directly; a 422/424 that names no lane is bisected; either way the
     other lanes are priced and the bad ones become rows that explain the error."""
-    from ingest.sources.pullers.truck_pricing import lane_from_row
+    from ingest.sources.pullers.lanes import lane_from_row
 
     puller = _puller(project, gs, monkeypatch, batch_size=8)
     client = puller._client()
@@ -507,7 +507,7 @@ def test_concurrency_is_bounded_and_the_rate_limit_holds(project, monkeypatch):
         make_lanes_csv(project.root / "many.csv", 400)
         puller = _puller(project, fake, monkeypatch, csv=project.root / "many.csv", batch_size=10, max_concurrency=3,
                          requests_per_second=40)
-        from ingest.sources.pullers.http import ordered_map
+        from ingest.sources.pullers.base import ordered_map
 
         client = puller._client()
         lanes = sorted(expected_lanes(project.root / "many.csv").values(), key=lambda lane: lane.lane_id)

@@ -306,12 +306,13 @@ def _block_manifest(block: Block, connector: Connector | None) -> dict | None:
     return manifest
 
 
-def make_source(block: Block, *, check_timeout: float = 15.0):
-    """The Source that runs a (prepared) block: a puller, an in-process manifest or an isolated connector."""
+def make_source(block: Block, *, check_timeout: float = 15.0, warehouse=None):
+    """The Source that runs a (prepared) block: a puller, an in-process manifest or an isolated connector.
+    `warehouse`: the block destination's read-only `query(sql, params)`, for pullers that read their inputs there."""
     if block.spec.puller:
         from .pullers import load_puller
 
-        return load_puller(block.spec.puller, block)
+        return load_puller(block.spec.puller, block, warehouse=warehouse)
     if block.spec.source:
         return Connector(block).source(check_timeout)
     from .airbyte import InProcessSource

@@ -1,6 +1,7 @@
 """Built-in pullers for APIs without an open-source connector (issue 4: truck pricing, carrier safety).
 
-A puller is a `Source` (see ingest/sources/base.py) registered here by name; a block selects it with `puller: <name>`.
+A puller is a `Puller` (pullers/base.py: a `Source` whose `read()` skeleton is shared, the puller fills in small
+hooks) registered here by name; a block selects it with `puller: <name>`.
 It speaks the same `airbyte_cdk.models` messages as an in-process Airbyte connector (RECORD, per-stream STATE at
 every checkpoint, LOG), declares its streams (JSON schema, primary key, cursor) in `discover()`, and fails with a
 `SyncError` carrying a failure type, so state, destinations, write modes and the CLI treat both the same way.
@@ -11,7 +12,6 @@ without it. See docs/pullers.md.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -39,11 +39,13 @@ def puller_spec(name: str) -> dict | None:
     return copy.deepcopy(getattr(importlib.import_module(module_name), class_name).SPEC)
 
 
-def load_puller(name: str, block):
+def load_puller(name: str, block, *, warehouse=None):
+    """The puller `name` for a block. `warehouse`: the block destination's read-only `query(sql, params)` (or a
+    callable that reaches it once it is open), for pullers that read their inputs from the warehouse."""
     import importlib
 
     module_name, class_name = _module_and_class(name)
-    return getattr(importlib.import_module(module_name), class_name)(block)
+    return getattr(importlib.import_module(module_name), class_name)(block, warehouse=warehouse)
 
 
 # ---------------------------------------------------------------------------------------------- protocol helpers
@@ -147,14 +149,3 @@ def query_rows(query: Callable[[str, list | None], list[dict]] | None, sql: str,
         raise SyncError(REDACTOR.redact(f"{what}: the warehouse query failed: {type(exc).__name__}: {exc}"),
                         failure_type="config_error") from None
     return [{normalize_key(k): v for k, v in row.items()} for row in rows]
-
-
-def json_value(value: Any) -> Any:
-    """A warehouse value as a JSON-friendly value (dates as ISO text, decimals as float)."""
-    import decimal
-
-    if isinstance(value, (dt.datetime, dt.date)):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    return value

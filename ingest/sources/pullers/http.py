@@ -7,14 +7,15 @@ What every puller call gets, without the puller having to think about it:
   gets them as a `Response` when it said it can handle that status (`accept=`), else as a `FatalHTTPError`;
 * a **client-side rate limiter** shared by all threads of the sync (pacing: at most `requests_per_second`, never
   bursting above it) that **adapts**: a 429 pauses every thread for the Retry-After (not just the one that got it)
-  and lowers the shared pace, which then recovers slowly toward `requests_per_second` (see RateLimiter);
-* **bounded concurrency**: `ordered_map` runs work items on a thread pool of `max_concurrency` threads, at most
-  2 x `max_concurrency` items ahead of the consumer, and yields results in input order (so checkpoints are exact);
+  and lowers the shared pace, which then recovers slowly toward `requests_per_second` (pacing.RateLimiter);
 * **auth** (optional): an object with `apply() -> (headers, handle)` and `invalidate(handle)`; on a 401 the token is
   refreshed once and the call repeated (a second 401 is a config error);
 * **redaction**: every URL that reaches a log line or an error goes through `scrub()`, which masks secret query
   parameters (`webKey`, `client_secret`, ...) and every value registered with `ingest.secrets.REDACTOR`.
-* **counters** (`client.stats`): calls, retries by reason, 429s, token fetches; for the run summary and the bench.
+* **counters** (`client.stats`): calls, retries by reason, 429s, token fetches; for the run summary and the bench;
+* **error mapping**: `as_sync_error` turns whatever a puller's HTTP work raised into one redacted `SyncError`.
+
+Bounded concurrency (`ordered_map`) belongs to the puller skeleton (base.py); value parsing to values.py.
 """
 from __future__ import annotations
 
@@ -22,21 +23,20 @@ import collections
 import datetime as dt
 import email.utils
 import html
-import itertools
 import logging
 import random
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable
 
 import orjson
 import requests
 
 from ...errors import SyncError
 from ...secrets import REDACTOR
+from .pacing import Cancelled, RateLimiter
 
 # Query-string parameters whose values are secrets wherever a URL is shown.
 SECRET_PARAMS = ("webkey", "client_secret", "access_token", "api_key", "apikey", "token", "password", "secret", "key")
@@ -121,10 +121,6 @@ class FatalHTTPError(Exception):
         self.status, self.body, self.failure_type = status, body, failure_type
 
 
-class Cancelled(Exception):
-    """The sync is stopping; in-flight work gives up instead of sleeping through its backoff."""
-
-
 def as_sync_error(exc: BaseException, stream: str | None = None, what: str = "") -> SyncError:
     """Any exception from a puller's HTTP work → one clear, redacted SyncError with a failure type."""
     prefix = f"{what}: " if what else ""
@@ -135,126 +131,6 @@ def as_sync_error(exc: BaseException, stream: str | None = None, what: str = "")
     if isinstance(exc, RetryableHTTPError):
         return SyncError(scrub(prefix + str(exc)), failure_type="transient_error", stream=stream)
     return SyncError(scrub(f"{prefix}{type(exc).__name__}: {exc}"), failure_type="system_error", stream=stream)
-
-
-# ---------------------------------------------------------------------------------------------- rate limiting
-
-
-class RateLimiter:
-    """Paces calls across all threads of a sync and adapts the pace to the server's 429s (AIMD).
-
-    * **pacing**: slot i starts 1/pace after slot i-1, whichever thread takes it; never a burst; the pace never goes
-      above `rate` (the configured `requests_per_second`, normally the API's documented limit);
-    * **why adapt**: a server that allows N requests in any second refuses a client pacing at exactly N/s whenever one
-      request arrives a little later than the one N requests before it, which a busy machine does all the time. So
-      `throttled()` (a 429) cuts the pace to DECREASE x the pace that was refused, and remembers CEILING_MARGIN x that
-      pace as the highest pace it returns to quickly: back to that ceiling, linearly, within RECOVER_SECONDS; then it
-      creeps up by PROBE_PER_SECOND of the limit per second (half that after each 429 met while creeping), so a
-      server that is in fact fine with the full limit gets it again, and one that is not meets a 429 after 30 s,
-      1 min, 2 min, ... instead of one request in ten;
-    * **one cut per pace**: requests already sent at the old pace come back 429 too; only a request sent after the
-      last cut can cut again;
-    * **pause**: `pause(s)` and `throttled(pause=s)` (Retry-After) stop every thread for s seconds, including threads
-      already waiting for a slot planned before the 429 (they plan again).
-
-    `clock` and the pace arithmetic are separate from sleeping so the adaptation can be checked without waiting."""
-
-    DECREASE = 0.8
-    CEILING_MARGIN = 0.97
-    RECOVER_SECONDS = 5.0
-    PROBE_PER_SECOND = 0.001
-    MIN_FRACTION = 0.02  # the pace never drops below 2% of the limit, however many 429s
-
-    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic):
-        self.limit = float(rate) if rate else None
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._next = 0.0  # earliest start of the next slot
-        self._last_slot = float("-inf")  # the last slot a caller actually used
-        self._resume_at = 0.0  # nobody sends before this (Retry-After)
-        self._plan = 0  # bumped by a pause or a cut: slots planned before it are void
-        # Start as if just recovered from a 429 at the limit: CEILING_MARGIN x the limit, creeping up to it. A server
-        # counts arrivals, and the first requests arrive late (each thread opens its connection), so the ones a
-        # second later would be "too close" to them at exactly the limit.
-        self._cut_at = clock() - self.RECOVER_SECONDS  # when the pace was last cut
-        self._ceiling = (self.limit or 0.0) * self.CEILING_MARGIN  # the pace recovered to quickly after that cut
-        self._cut_to = self._ceiling  # the pace right after that cut
-        self._probe = self.PROBE_PER_SECOND  # creep above the ceiling, as a fraction of the limit per second
-
-    # -- the pace
-
-    @property
-    def pace(self) -> float | None:
-        """Requests per second right now (None: not paced)."""
-        with self._lock:
-            return self._pace_at(self.clock()) if self.limit else None
-
-    def _pace_at(self, now: float) -> float:
-        since = now - self._cut_at
-        if since < self.RECOVER_SECONDS:
-            return self._cut_to + (self._ceiling - self._cut_to) * since / self.RECOVER_SECONDS
-        return min(self.limit, self._ceiling + self._probe * self.limit * (since - self.RECOVER_SECONDS))
-
-    def _interval_at(self, when: float) -> float:
-        return 1.0 / self._pace_at(when) if self.limit else 0.0
-
-    # -- callers
-
-    def acquire(self, cancelled: threading.Event | None = None) -> float:
-        """Wait for this thread's slot; returns the seconds waited."""
-        if not self.limit and self._resume_at <= self.clock():
-            return 0.0
-        waited = 0.0
-        while True:
-            with self._lock:
-                now = self.clock()
-                slot = max(now, self._next, self._resume_at)
-                self._next = slot + self._interval_at(slot)
-                plan = self._plan
-            wait = slot - now
-            if wait > 0:
-                if cancelled is not None:
-                    if cancelled.wait(wait):
-                        raise Cancelled()
-                else:
-                    time.sleep(wait)
-                waited += wait
-            with self._lock:
-                if plan == self._plan:
-                    self._last_slot = max(self._last_slot, slot)
-                    return waited
-            # A 429 (or a pause) came while we waited: the slot was planned at the old pace; plan again.
-
-    def pause(self, seconds: float) -> None:
-        """No thread sends for `seconds`."""
-        with self._lock:
-            self._replan(self.clock(), seconds)
-
-    def throttled(self, sent_at: float, pause: float | None) -> bool:
-        """A 429 for a request sent at `sent_at` (this limiter's clock): slow down unless the pace was already cut
-        after that request was sent, and stop every thread for `pause` seconds. True when the pace was cut."""
-        with self._lock:
-            now = self.clock()
-            cut = bool(self.limit) and sent_at >= self._cut_at
-            if cut:
-                refused = self._pace_at(sent_at)
-                if refused > self._ceiling:
-                    # Creeping up found the wall again: creep half as fast next time, so a long run against a server
-                    # that is strict to the exact limit meets it ~log2(duration) times, not every half minute.
-                    self._probe /= 2
-                floor = self.limit * self.MIN_FRACTION
-                self._ceiling = max(floor, refused * self.CEILING_MARGIN)
-                self._cut_to = max(floor, refused * self.DECREASE)
-                self._cut_at = now
-            self._replan(now, pause or 0.0)
-            return cut
-
-    def _replan(self, now: float, pause: float) -> None:
-        self._resume_at = max(self._resume_at, now + pause)
-        # Slots handed out but not yet used are void (their threads plan again); the next one is one interval after
-        # the last slot actually used, at the pace from now on.
-        self._next = max(now, self._last_slot + self._interval_at(now))
-        self._plan += 1
 
 
 # ---------------------------------------------------------------------------------------------- the client
@@ -520,151 +396,3 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
     except (TypeError, ValueError):
         return None
-
-
-# ---------------------------------------------------------------------------------------------- concurrency
-
-
-def ordered_map(fn: Callable[[Any], Any], items: Iterable[Any], concurrency: int, *, name: str = "puller",
-                cancelled: threading.Event | None = None) -> Iterator[Any]:
-    """`map(fn, items)` on a pool of `concurrency` threads, results in input order, at most 2 x concurrency items
-    submitted ahead of the consumer. The first exception (in input order) is raised after every earlier result was
-    yielded; queued work is cancelled and in-flight work is told to stop (`cancelled`)."""
-    if concurrency <= 1:
-        for item in items:
-            yield fn(item)
-        return
-    iterator = iter(items)
-    pending: collections.deque = collections.deque()
-    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"ingest-{name}")
-    try:
-        for item in itertools.islice(iterator, concurrency * 2):
-            pending.append(pool.submit(fn, item))
-        while pending:
-            result = pending.popleft().result()
-            for item in itertools.islice(iterator, 1):
-                pending.append(pool.submit(fn, item))
-            yield result
-    finally:
-        if pending and cancelled is not None:
-            cancelled.set()
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-# ---------------------------------------------------------------------------------------------- values
-
-
-_DATE_FORMATS = ("%m/%d/%Y", "%m/%d/%y", "%Y%m%d", "%d-%b-%y", "%d-%b-%Y", "%b %d, %Y", "%Y/%m/%d", "%m-%d-%Y")
-
-
-def parse_datetime(value: Any) -> dt.datetime | None:
-    """Mixed-format timestamps → aware UTC datetime, or None when it cannot be read (never raises).
-    ISO 8601 (with Z, +00:00 or +0000), the date formats of `parse_date` (midnight UTC), epoch seconds/ms."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.timezone.utc)
-    if isinstance(value, (int, float)):
-        seconds = value / 1000 if value > 1e11 else value
-        try:
-            return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    text = str(value).strip()
-    if not text:
-        return None
-    iso = text.replace("Z", "+00:00") if text.endswith("Z") else text
-    iso = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", iso)
-    try:
-        parsed = dt.datetime.fromisoformat(iso)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        pass
-    d = _parse_date_text(text)
-    if d is not None:
-        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
-    if re.fullmatch(r"\d{10}|\d{13}", text):
-        return parse_datetime(int(text))
-    return None
-
-
-def parse_date(value: Any) -> dt.date | None:
-    """Mixed-format dates → date, or None (never raises): 2024-01-26, 01/26/2024, 1/26/24, 20240126, 26-JAN-24,
-    Jan 26, 2024, ISO timestamps (their date part)."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    text = str(value).strip()
-    if not text:
-        return None
-    d = _parse_date_text(text)
-    if d is not None:
-        return d
-    parsed = parse_datetime(text)
-    return parsed.date() if parsed is not None else None
-
-
-def _parse_date_text(text: str) -> dt.date | None:
-    if re.match(r"^\d{4}-\d{2}-\d{2}($|[T ])", text):
-        try:
-            return dt.date.fromisoformat(text[:10])
-        except ValueError:
-            return None
-    for fmt in _DATE_FORMATS:
-        try:
-            return dt.datetime.strptime(text.title() if "%b" in fmt else text, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
-def parse_number(value: Any) -> float | None:
-    """'18%', '1,234.5', ' 65 ', 4.3 → float; words ('insufficient data', 'Not Public') → None."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    text = str(value).strip().replace(",", "").rstrip("%").strip()
-    if text.startswith("$"):
-        text = text[1:]
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if number == number and number not in (float("inf"), float("-inf")) else None
-
-
-def parse_int(value: Any) -> int | None:
-    number = parse_number(value)
-    return int(number) if number is not None and number.is_integer() else None
-
-
-_TRUE = {"y", "yes", "true", "t", "1"}
-_FALSE = {"n", "no", "false", "f", "0"}
-
-
-def parse_flag(value: Any) -> bool | None:
-    """Y/N, yes/no, true/false, 1/0 → bool; anything else ('u', '-1', 'Not Public', None) → None."""
-    if isinstance(value, bool):
-        return value
-    if value is None:
-        return None
-    text = str(value).strip().lower()
-    return True if text in _TRUE else False if text in _FALSE else None
-
-
-def clean_text(value: Any) -> str | None:
-    """Strings as shown to people: HTML entities decoded, zero-width characters removed, trimmed; '' → None."""
-    if value is None:
-        return None
-    if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
-    text = html.unescape(str(value)).replace("\u200b", "").strip()
-    return text or None
