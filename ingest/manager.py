@@ -260,10 +260,10 @@ class AirbyteManager:
         prepare(block)
         return block
 
-    def source(self, block: Block):
+    def source(self, block: Block, warehouse=None):
         from .sources.connector import make_source
 
-        return make_source(block, check_timeout=parse_duration(self.project.defaults.check_timeout))
+        return make_source(block, check_timeout=parse_duration(self.project.defaults.check_timeout), warehouse=warehouse)
 
     def spec(self, name: str) -> dict:
         from .sources.connector import block_spec
@@ -388,7 +388,9 @@ class AirbyteManager:
         block = self.block(name)
         started = time.monotonic()
         destination_choice(self.project, block, destination)  # a bad flag fails before anything is opened
-        source = self.source(block)
+        # Pullers may read their inputs (shipments, carriers) from the block's destination, which is opened only after
+        # discovery below: they get a reader that reaches it when they query (during the sync, once it is open).
+        source = self.source(block, warehouse=lambda sql, params=None: dest.query(sql, params))
         run = RunRecord(
             run_id=run_id or new_run_id(), block=block.name, team=block.team, streams=[],
             started_at=dt.datetime.now(dt.timezone.utc),
@@ -410,9 +412,6 @@ class AirbyteManager:
         targets: dict[str, StreamTarget] = {}
         heartbeat: _Heartbeat | None = None
         announcer: _Announcer | None = None
-        if hasattr(source, "use_warehouse"):
-            # Pullers may read their inputs (shipments, carriers) from the block's destination.
-            source.use_warehouse(dest.query)
         try:
             if discover_error is not None:
                 raise discover_error
