@@ -14,7 +14,7 @@
 2. carrier_safety: `--carriers` DOT numbers (default 60) with all five streams (4 requests per known carrier),
    `requests_per_second` = `--rate` (default 5, the issue-10 case) = the fake's limit: at most that many requests in
    any 1-second window, else 429 with Retry-After (whole seconds); max_concurrency 4, fake latency 20 ms. Two runs in
-   the same invocation: the adaptive pacer (pullers/http.RateLimiter) and the baseline, the fixed pacer it replaced.
+   the same invocation: the adaptive pacer (pullers/pacing.RateLimiter) and the baseline, the fixed pacer it replaced.
    Reported per run: requests, 429s, answered requests/s between the first and the last request vs the limit, the
    busiest 1-second window, wall time.
 

@@ -11,7 +11,7 @@
    ~200 ms) shared by `max_concurrency` worker threads; 429s pause all threads and are retried with backoff (and
    the server's Retry-After when sent); an HTML maintenance page answered with 200, 5xx, timeouts and dropped
    connections are retried too;
-4. **parsing never fails the load**: dates in any of FMCSA's formats (01/26/2024, 2024-01-26, 2017-01-27T05:00:00.000+0000,
+4. **parsing never fails the load** (fmcsa.py, values.py): dates in any of FMCSA's formats (01/26/2024, 2024-01-26, 2017-01-27T05:00:00.000+0000,
    20240126, 26-JAN-24), numbers as text ("18%", "1,000"), Y/N flags, and words where numbers are expected
    ("insufficient data", "Not Public", "inconclusive", "no violations" → NULL number + a `percentile_status`).
    Documented and live field names are both read (allowToOperate/allowedToOperate, phyZip/phyZipcode,
