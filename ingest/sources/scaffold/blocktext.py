@@ -16,6 +16,7 @@ from .schema import (all_of, connection_spec, discriminator, is_auth, is_secret,
 
 MANY_STREAMS = 5  # more streams than this: the first is written active, the others as comments
 
+# A block name (and the default one derived from a package): lowercase letters, digits, underscores.
 BLOCK_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 

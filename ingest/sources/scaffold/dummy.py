@@ -7,6 +7,7 @@ import copy
 import re
 from typing import Any
 
+from ..requirements import missing_requirements
 from .schema import (all_of, connection_spec, discriminator, is_auth, is_date_like, is_host_like, is_secret,
                      options_of, ordered_properties, types_of, with_option)
 
@@ -148,10 +149,6 @@ def _object(schema: dict, *, prefer_examples: bool, required_only: bool, wanted:
 
 def needed_optional(spec: dict, manifest: dict | None) -> set[tuple]:
     """Keys a connector needs though its spec marks them optional (sources/requirements.py), as config paths."""
-    try:
-        from ..requirements import missing_requirements
-    except ImportError:  # pragma: no cover - requirements.py is optional here
-        return set()
     errors, maybe = missing_requirements(spec, manifest, {})
     return {path for path, _ in errors + maybe}
 

@@ -1,14 +1,14 @@
 """Reading a connector's spec (its config's JSON schema) the way a block is written from it: types, ordered
 properties, oneOf options and their discriminators, ``allOf`` merges, and which properties are secrets,
-authentication, dates or hosts. Stdlib only.
+authentication, dates or hosts. Stdlib only (and requirements.py for the names authentication goes by).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from ..requirements import AUTH_NAMES  # a spec property that holds the connector's authentication
+
 _HOST_WORDS = ("host", "domain", "url", "endpoint", "server", "hostname", "uri", "address")
-# A spec property that holds the connector's authentication (ingest/sources/requirements.py uses the same names).
-_AUTH_NAMES = {"credentials", "authorization", "auth", "authentication", "auth_method", "credentials_json"}
 
 
 def connection_spec(spec: dict) -> dict:
@@ -84,7 +84,7 @@ def is_secret(prop: dict) -> bool:
 
 
 def is_auth(key: str, prop: dict) -> bool:
-    return key.lower() in _AUTH_NAMES and bool(options_of(prop) or "object" in types_of(prop))
+    return key.lower() in AUTH_NAMES and bool(options_of(prop) or "object" in types_of(prop))
 
 
 def is_date_like(key: str, prop: dict) -> bool:
