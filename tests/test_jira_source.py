@@ -52,7 +52,7 @@ LOGGER = logging.getLogger("airbyte.test_jira_source")
 def _cdk_imported_without_logging_takeover():
     """Import the CDK first through manifest.py, which undoes the root-logger takeover of the CDK's import
     (a plain `from airbyte_cdk.models import ...` would leave an Airbyte-JSON handler on the root logger)."""
-    from ingest.sources.manifest import _import_cdk_keeping_root_logging
+    from ingest.sources.manifest.build import _import_cdk_keeping_root_logging
 
     _import_cdk_keeping_root_logging()
 

@@ -11,7 +11,6 @@ connector side effects stay inside the sync.
 """
 from __future__ import annotations
 
-import ast
 import builtins
 import copy
 import logging
@@ -27,6 +26,7 @@ from ..secrets import REDACTOR
 from . import manifest as mf
 from .base import Source
 from .containment import contained
+from .messages import OAUTH_NETWORK, check_message, connection_problem
 
 log = logging.getLogger("ingest.source")
 T = TypeVar("T")
@@ -131,9 +131,9 @@ class InProcessSource(Source):
                 return False, f"no answer within {self.check_timeout:g} s (is the host reachable from here?)"
             except Exception as exc:  # noqa: BLE001 - reported as a failed check, not a stack trace
                 attempt.errors.append(exc)
-                return False, self._explained(_check_message(str(_failure(exc, None))), attempt)
+                return False, self._explained(check_message(str(_failure(exc, None))), attempt)
         ok = getattr(status.status, "value", status.status) == "SUCCEEDED"
-        return ok, None if ok else self._explained(_check_message(status.message or "check failed"), attempt)
+        return ok, None if ok else self._explained(check_message(status.message or "check failed"), attempt)
 
     def _check_once(self, attempt: "_Attempt"):
         manifest, note = mf.repaired_check(self.manifest(), [s.name for s in self.block.spec.streams])
@@ -164,7 +164,7 @@ class InProcessSource(Source):
                 attempt.errors.append(exc)
                 failure = _failure(exc, None)
                 trace = getattr(exc, "internal_message", None) or ""
-                detail = self._explained(_check_message(str(failure)), attempt, also=trace)
+                detail = self._explained(check_message(str(failure)), attempt, also=trace)
                 network = attempt.requests is not None and attempt.requests.oauth_error is not None
                 raise SyncError(self._discover_problem(detail, network=network or "cannot connect to " in detail),
                                 failure_type=failure.failure_type) from None
@@ -180,7 +180,7 @@ class InProcessSource(Source):
             except Exception as exc:  # noqa: BLE001
                 attempt.errors.append(exc)
                 failure = _failure(exc, None)
-                raise SyncError(self._explained(_check_message(str(failure)), attempt),
+                raise SyncError(self._explained(check_message(str(failure)), attempt),
                                 failure_type=failure.failure_type) from None
 
     def _discover_once(self, attempt: "_Attempt"):
@@ -198,11 +198,11 @@ class InProcessSource(Source):
         """A failure line made specific: an OAuth refresh that could not connect says where to, and an
         AttributeError raised in the connector's own components on a CDK object says that they need another CDK."""
         oauth = attempt.requests.oauth_error if attempt.requests is not None else None
-        where = _connection_problem(str(oauth)) if oauth is not None else None
-        if where is None and _OAUTH_NETWORK in message:
-            where = _connection_problem(also)
+        where = connection_problem(str(oauth)) if oauth is not None else None
+        if where is None and OAUTH_NETWORK in message:
+            where = connection_problem(also)
         if where:
-            message = message.replace(_OAUTH_NETWORK, f"{where} while refreshing the OAuth token")
+            message = message.replace(OAUTH_NETWORK, f"{where} while refreshing the OAuth token")
         if any(self._components_attribute_error(exc) for exc in attempt.errors):
             message += self._components_hint()
         return message
@@ -321,39 +321,9 @@ def _within(seconds: float, fn: Callable[[], T]) -> T:
     return box["value"]
 
 
-# How the CDK's CheckStream words a failure (CDK 7.39), and what the user is told instead.
-_STREAM_FAILED = re.compile(
-    r"^(?:Encountered an error while checking availability of stream (?P<a>\S+)\. Error: "
-    r"|Stream (?P<b>\S+) is not available: )")
-_OTHER_FAILURE = re.compile(r"^Encountered an error while (?P<action>[^.]+)\. Error: ")
-_UNKNOWN_CHECK_STREAM = re.compile(r"(?P<name>\S+) is not part of the catalog\. Expected one of ")
-_EXHAUSTED = "Exhausted available request attempts. Please see logs for more details. Exception: "
-_OAUTH_NETWORK = "OAuth access token refresh request failed due to a network error."
+# An AttributeError in a traceback's text, and the builtin types it may name (not a CDK API the components miss).
 _ATTRIBUTE_ERROR = re.compile(r"^AttributeError: '(?P<type>\w+)' object has no attribute ", re.MULTILINE)
 _BUILTIN_TYPES = {name for name, value in vars(builtins).items() if isinstance(value, type)} | {"NoneType"}
-_HOST_PORT = re.compile(r"host='(?P<host>[^']+)', port=(?P<port>\d+)")
-_CONNECTION_PROBLEMS = (
-    ("NameResolutionError", "cannot resolve the host name"),
-    ("Failed to resolve", "cannot resolve the host name"),
-    ("Connection refused", "connection refused"),
-    ("ConnectTimeout", "connection timed out"),
-    ("timed out", "timed out"),
-    ("SSLError", "TLS handshake failed"),
-    ("Network is unreachable", "network unreachable"),
-)
-
-
-def _check_message(raw: str) -> str:
-    """One clean line from the CDK's check failure. The CDK hands back ``repr(error)`` (a quoted Python string)
-    wrapped around a requests exception's text; users get 'stream projects: cannot connect to
-    jira.example.com:443 (connection refused)', never quotes, object reprs or tracebacks."""
-    text = _unquoted(raw.strip()).split("Error traceback:")[0]
-    if unknown := _UNKNOWN_CHECK_STREAM.search(text):  # one `manifest.repaired_check` could not match either
-        return f"the manifest's check names stream {unknown.group('name')!r}, which this connector does not have"
-    subject, text = _subject(text)
-    text = text.replace(_EXHAUSTED, "")
-    detail = _connection_problem(text) or text.replace("HTTP Status Code: ", "HTTP ").replace(". Error: ", ": ", 1)
-    return REDACTOR.redact(" ".join((f"{subject}: {detail}" if subject else detail).split()))
 
 
 def _inside(filename: str, directory: Path) -> bool:
@@ -361,31 +331,3 @@ def _inside(filename: str, directory: Path) -> bool:
         return Path(filename).resolve().is_relative_to(directory)
     except (OSError, ValueError):
         return False
-
-
-def _unquoted(text: str) -> str:
-    """The string a Python repr stands for ("'Encountered ...'" -> "Encountered ..."); other text as it is."""
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        try:
-            return str(ast.literal_eval(text))
-        except (ValueError, SyntaxError):
-            return text[1:-1]
-    return text
-
-
-def _subject(text: str) -> tuple[str | None, str]:
-    """What failed ('stream projects', 'discovering streams') and the rest of the CDK's message."""
-    if match := _STREAM_FAILED.match(text):
-        return f"stream {match.group('a') or match.group('b')}", text[match.end():]
-    if match := _OTHER_FAILURE.match(text):
-        return match.group("action"), text[match.end():]
-    return None, text
-
-
-def _connection_problem(text: str) -> str | None:
-    """'cannot connect to host:port (why)' for a requests/urllib3 connection error text, else None."""
-    where = _HOST_PORT.search(text)
-    if not where or "Max retries exceeded" not in text:
-        return None
-    why = next((reason for needle, reason in _CONNECTION_PROBLEMS if needle in text), "connection failed")
-    return f"cannot connect to {where.group('host')}:{where.group('port')} ({why})"

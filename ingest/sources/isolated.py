@@ -34,6 +34,7 @@ from ..secrets import REDACTOR
 from .base import RecordBatch, Source
 from .containment import import_cdk
 from .isolated_child import ERROR, HEADER, RECORD_BATCH, error_line, without_traceback  # one definition
+from .messages import check_message  # one wording for every runtime: no Python reprs, no quoted wrappers
 
 log = logging.getLogger("ingest.connector")
 
@@ -74,8 +75,7 @@ class IsolatedSource(Source):
             return False, f"no answer within {self.check_timeout:g} s"
         if _value(status.status) == "SUCCEEDED":
             return True, None
-        from .airbyte import _check_message  # one wording for every runtime: no Python reprs, no quoted wrappers
-        return False, _check_message(_one_line(status.message or "check failed"))
+        return False, check_message(_one_line(status.message or "check failed"))
 
     def discover(self, *, for_sync: bool = False):
         """The catalog. An interactive discover (`ingest discover`) answers within 4 x the check timeout, like the

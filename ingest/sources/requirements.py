@@ -15,7 +15,7 @@ from typing import Any, Iterator
 # that fails (or yields '') when the key is absent. `config.get('x', ...)` and `'x' in config` are not direct reads.
 _DIRECT_READ = re.compile(r"config(?:\[\s*['\"](?P<a>[A-Za-z_][A-Za-z0-9_]*)['\"]\s*\]|\.(?P<b>(?!get\b|items\b|keys\b)[A-Za-z_][A-Za-z0-9_]*))")
 # A spec property that holds the connector's authentication, whatever the connector calls it.
-_AUTH_NAMES = {"credentials", "authorization", "auth", "authentication", "auth_method", "credentials_json"}
+AUTH_NAMES = {"credentials", "authorization", "auth", "authentication", "auth_method", "credentials_json"}
 
 
 def missing_requirements(spec: dict, manifest: dict | None, config: dict) -> tuple[list[tuple[tuple, str]], list[tuple[tuple, str]]]:
@@ -37,7 +37,7 @@ def missing_requirements(spec: dict, manifest: dict | None, config: dict) -> tup
     for key, prop in (spec.get("properties") or {}).items():
         if key in config or key in (spec.get("required") or []) or not isinstance(prop, dict):
             continue
-        if key.lower() in _AUTH_NAMES and (prop.get("oneOf") or prop.get("anyOf")):
+        if key.lower() in AUTH_NAMES and (prop.get("oneOf") or prop.get("anyOf")):
             found.setdefault((key,), f"the connector cannot authenticate without it, though its spec marks it "
                                      f"optional{_options(spec, key)}")
     return sorted(found.items()), sorted(maybe.items())
