@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from ..errors import ConfigError
 from ..secrets import REDACTOR
+
+if TYPE_CHECKING:
+    from .project import Project
 
 
 def line_map(text: str, duplicates: list | None = None) -> dict[tuple, int]:
@@ -217,7 +220,6 @@ def structure_problems(data: Any, errors: list[dict], problems: "Problems") -> N
         plain.append((site, f"expected {' or '.join(wanted)}; got {_shown(value)}"))
     for path, message in plain:
         problems.add(path, message)
-
 
 
 def problems_for(project: "Project") -> Problems:
