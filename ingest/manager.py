@@ -408,7 +408,7 @@ class AirbyteManager:
         dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait), run_id=run.run_id)
         run.destination = dest.describe()
         lineage = Lineage.from_settings(self.project.defaults.lineage, base_dir=self.project.path.parent,
-                                        secrets=self.project.defaults.secrets)
+                                        secrets=self.project.defaults.secrets, destination=dest.identity)
         targets: dict[str, StreamTarget] = {}
         heartbeat: _Heartbeat | None = None
         announcer: _Announcer | None = None

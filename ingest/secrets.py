@@ -5,6 +5,10 @@ load time. The default provider reads the environment; a production secret store
 `SecretProvider.get` and being selected with `defaults.secrets: module:Class` in connectors.yaml (Metaflow's
 `@secrets` decorator fills the environment in production, so `env` is usually enough).
 
+This module is the one home of secrets: `resolve_references` resolves references wherever they are allowed (a block's
+config, defaults.snowflake, the lineage API key), `literal_secret` refuses a secret setting written as its value,
+and `SNOWFLAKE_SECRET_KEYS` lists the destination settings that are secrets.
+
 Every resolved value is registered with the process-wide `REDACTOR`, which scrubs it from log records, error
 messages, events and anything else we render. Secrets never leave the process.
 """
@@ -16,7 +20,7 @@ import logging
 import os
 import re
 import threading
-from typing import Protocol
+from typing import Any, Callable, Protocol
 from urllib.parse import quote, quote_plus
 
 REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -33,6 +37,56 @@ def too_short(name: str, value: str) -> str | None:
         return None
     return (f"secret reference ${{{name}}} resolves to a value of {len(value)} character(s): too short to keep out of "
             f"logs and errors (at least {MIN_SECRET_LENGTH}). If it is not a secret, write it in the file as it is")
+
+
+# Destination settings that are secrets (defaults.snowflake): like a connector's `airbyte_secret` fields, they must be
+# ${REF}s. The one list: config validation refuses literals with it, and so does the Snowflake destination.
+SNOWFLAKE_SECRET_KEYS = ("password", "private_key", "private_key_passphrase")
+
+
+def literal_secret(value: Any, example: str) -> str | None:
+    """The config error for a secret setting written as its value instead of a `${NAME}` reference (the value is
+    registered with the redactor first, so no later message shows it); None when `value` is empty or a reference.
+    `example` names the reference to suggest (`SNOWFLAKE_PASSWORD`)."""
+    if value is None or value == "" or (isinstance(value, str) and REFERENCE.search(value)):
+        return None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        REDACTOR.add(str(value))
+    return f"is a secret: give a reference like ${{{example}}}, never the value itself"
+
+
+def resolve_references(value: str, provider: "SecretProvider", problem: Callable[[str], None],
+                       unset: Callable[[str], None] | None = None) -> str:
+    """Substitute the `${NAME}` references in `value` through `provider`, registering every value with the redactor.
+
+    The one place references are resolved (connector configs, defaults.snowflake, the lineage API key). What is
+    wrong is reported as a message through `problem` — a malformed reference (then `value` comes back unchanged),
+    an unreadable or too short secret — and an unset one through `unset` (default: `problem`); a failed reference
+    becomes "". A callback may raise to stop at the first problem. Messages never show a value."""
+    unset = unset or problem
+    if "${" in REFERENCE.sub("", value):
+        # Never echo the value: a mistyped reference may well be a pasted secret.
+        problem("malformed secret reference: expected ${NAME} (letters, digits and underscores, not starting with a digit)")
+        return value
+
+    def sub(m: re.Match) -> str:
+        name = m.group(1)
+        try:
+            secret = provider.get(name)
+        except Exception as exc:  # noqa: BLE001 - a failing secret store is a config problem, not a crash
+            problem(f"secret reference ${{{name}}} could not be read: {type(exc).__name__}: {exc}")
+            return ""
+        if secret is None or secret == "":
+            unset(f"secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
+            return ""
+        secret = str(secret)
+        if short := too_short(name, secret):
+            problem(short)
+            return ""
+        REDACTOR.add(secret)
+        return secret
+
+    return REFERENCE.sub(sub, value)
 
 
 class SecretProvider(Protocol):

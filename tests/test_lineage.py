@@ -29,7 +29,8 @@ import attr
 import pytest
 
 from ingest.config import load_project
-from ingest.destinations.base import RunRecord, StreamTarget
+from ingest.destinations.base import DestinationIdentity, RunRecord, StreamTarget
+from ingest.destinations.duckdb import DuckDBDestination
 from ingest.errors import SyncError
 from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid,
                             source_namespace)
@@ -251,6 +252,13 @@ def make_run(project, block_name: str, streams: list[str], *, staged: tuple[str,
     return block, run, targets, results
 
 
+def duckdb_identity(path) -> DestinationIdentity:
+    """What a DuckDB destination at `path` hands Lineage: its identity."""
+    dest = DuckDBDestination(path)
+    dest.close()
+    return dest.identity
+
+
 def finish_run(run, targets, results, rows: int = 5, status: str = "succeeded", error: str | None = None):
     for name, target in targets.items():
         target.rows_written = rows
@@ -274,7 +282,8 @@ def facet_types(dataset: dict) -> dict:
 def test_http_start_and_complete_carry_the_documented_datasets_and_facets(project):
     block, run, targets, results = make_run(project, "jira", ["issues", "projects"], staged=("projects",))
     with LineageReceiver() as receiver:
-        lineage = Lineage.from_settings(http(receiver.url), base_dir=project.path.parent)
+        lineage = Lineage.from_settings(http(receiver.url), base_dir=project.path.parent,
+                                        destination=duckdb_identity(project.path.parent / "warehouse.duckdb"))
         assert lineage.enabled
         lineage.start(block=block, run=run, targets=targets, parent_pathspec=None)
         targets["issues"].schema_changes.append("added column story_points DOUBLE")
@@ -430,16 +439,18 @@ def test_a_base_url_never_brings_its_credentials_along(project):
 
 
 def test_destination_datasets(tmp_path):
-    ns, name, kind = destination_dataset(f"duckdb:{tmp_path}/w.duckdb", "jira_issues")
+    ns, name, kind = destination_dataset(duckdb_identity(f"{tmp_path}/w.duckdb"), "jira_issues")
     assert (ns, name, kind) == (f"duckdb://{tmp_path.resolve()}/w.duckdb", "jira_issues", "duckdb")
-    assert destination_dataset("snowflake:acme-prod/ANALYTICS.raw via http://127.0.0.1:8084", "jira_issues") == (
+    snowflake = DestinationIdentity(kind="snowflake", namespace="snowflake://acme-prod", database="ANALYTICS", schema="raw")
+    assert destination_dataset(snowflake, "jira_issues") == (
         "snowflake://acme-prod", "ANALYTICS.RAW.JIRA_ISSUES", "snowflake")
 
 
 def test_snowflake_outputs_use_snowflake_names_and_types(project):
     block, run, targets, results = make_run(project, "demo", ["users"], destination="snowflake:ACME-PROD/ANALYTICS.RAW")
+    snowflake = DestinationIdentity(kind="snowflake", namespace="snowflake://acme-prod", database="ANALYTICS", schema="RAW")
     with LineageReceiver() as receiver:
-        lineage = Lineage.from_settings(http(receiver.url))
+        lineage = Lineage.from_settings(http(receiver.url), destination=snowflake)
         finish_run(run, targets, results)
         lineage.start(block=block, run=run, targets=targets)
         lineage.complete(block=block, run=run, targets=targets, results=results)

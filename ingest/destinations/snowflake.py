@@ -43,7 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, SyncError
-from ..secrets import REDACTOR, REFERENCE, load_provider, too_short
+from ..secrets import REDACTOR, SNOWFLAKE_SECRET_KEYS, literal_secret, load_provider, resolve_references
 from .base import (DestinationIdentity, EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
                    lock_is_stale, rows_without_key)
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
@@ -71,7 +71,6 @@ RUNS = RUNS_TABLE.upper()
 TABLES = TABLES_TABLE.upper()
 EVENTS = EVENTS_TABLE.upper()
 LOCKS = LOCKS_TABLE.upper()
-SECRET_KEYS = ("password", "private_key", "private_key_passphrase")
 SESSION_PARAMETERS = {
     "TIMEZONE": "UTC",
     # A killed run's open transaction keeps its locks until Snowflake aborts it: fail after 10 minutes with a clear
@@ -198,11 +197,9 @@ def resolve_config(project) -> SnowflakeConfig:
         )
     data: dict[str, Any] = raw.model_dump(by_alias=True, exclude_none=True)
     problems: list[str] = []
-    for key in SECRET_KEYS:
-        value = data.get(key)
-        if value not in (None, "") and not (isinstance(value, str) and REFERENCE.search(value)):
-            REDACTOR.add(str(value))
-            problems.append(f"{_where(project, key)}: is a secret: give a reference like ${{SNOWFLAKE_{key.upper()}}}, never the value itself")
+    for key in SNOWFLAKE_SECRET_KEYS:
+        if literal := literal_secret(data.get(key), f"SNOWFLAKE_{key.upper()}"):
+            problems.append(f"{_where(project, key)}: {literal}")
     if problems:
         raise ConfigError(problems)
     try:
@@ -213,28 +210,7 @@ def resolve_config(project) -> SnowflakeConfig:
     def resolve(key: str, value: Any) -> Any:
         if not isinstance(value, str) or "${" not in value:
             return value
-
-        def sub(m: re.Match) -> str:
-            name = m.group(1)
-            try:
-                secret = provider.get(name)
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"{_where(project, key)}: secret reference ${{{name}}} could not be read: {type(exc).__name__}")
-                return ""
-            if secret is None or secret == "":
-                problems.append(f"{_where(project, key)}: secret reference ${{{name}}} is not set (export {name}=... or configure defaults.secrets)")
-                return ""
-            secret = str(secret)
-            if short := too_short(name, secret):
-                problems.append(f"{_where(project, key)}: {short}")
-                return ""
-            REDACTOR.add(secret)
-            return secret
-
-        resolved = REFERENCE.sub(sub, value)
-        if "${" in resolved:
-            problems.append(f"{_where(project, key)}: malformed secret reference: expected ${{NAME}}")
-        return resolved
+        return resolve_references(value, provider, lambda message: problems.append(f"{_where(project, key)}: {message}"))
 
     values = {key: resolve(key, value) for key, value in data.items()}
     for key in ("account", "user", "database", "schema"):

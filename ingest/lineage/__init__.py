@@ -1,0 +1,24 @@
+"""OpenLineage run events for every sync: START at the beginning, COMPLETE or FAIL at the end.
+
+One OpenLineage *run* per sync. Its job is the block (`jira`), or `<block>.<stream>[+<stream>...]` when the sync
+covers only some of the block's streams (a Metaflow task syncs one stream), in the configured job namespace.
+Inputs are the source's streams (namespace from the connector and its host), outputs the warehouse tables
+(namespace and name per the OpenLineage naming spec), with schema, row counts and the owning team.
+Inside Metaflow the parent run is the Metaflow run, so lineage chains API → table → downstream flow.
+See docs/lineage.md.
+
+Lineage never fails a sync and never holds it up for long: events are built inside try/except, handed to one
+background thread that sends them with the openlineage-python client (short timeout, at most one retry), and the
+end of a sync waits at most `2 × timeout` seconds for delivery. Every problem is a logged warning. Secrets never go
+into an event: the API key only travels in the Authorization header, URLs lose their user:password part, and every
+free text (error messages, descriptions, tags) goes through the redactor. Dataset namespaces are identifiers and are
+NOT redacted: the redactor masks every resolved `${REF}`, so `domain: ${JIRA_DOMAIN}` would otherwise become
+`jira://****`; they come only from non-secret config keys (`base_url`, `domain`) and carry just scheme://host[:port].
+"""
+from __future__ import annotations
+
+from .emitter import Lineage, LineageSettingsError, resolve_secret
+from .naming import destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid, source_namespace
+
+__all__ = ["Lineage", "LineageSettingsError", "destination_dataset", "ingest_run_uuid", "metaflow_parent",
+           "metaflow_run_uuid", "resolve_secret", "source_namespace"]
