@@ -47,7 +47,7 @@ def _project(root: Path, block_yaml: str) -> Path:
 
 def _run(config: Path, block: str):
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     started = time.monotonic()
     result = AirbyteManager(load_project(config)).run(block)

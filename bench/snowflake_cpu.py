@@ -53,7 +53,7 @@ def child(args) -> dict:
     import resource
     import threading
 
-    from ingest import manager as M
+    from ingest.sync import loop as L, runner as M
     from ingest.config import load_project
 
     box: dict = {"writes": []}
@@ -75,7 +75,7 @@ def child(args) -> dict:
         return err
 
     M.AirbyteManager._sync = timed_sync
-    orig_writer_run = M._Writer.run
+    orig_writer_run = L._Writer.run
 
     def timed_writer_run(self):  # the writer thread owns the destination: Arrow conversion + the load itself
         c0 = time.thread_time()
@@ -84,7 +84,7 @@ def child(args) -> dict:
         finally:
             box["cpu_writer_s"] = box.get("cpu_writer_s", 0.0) + time.thread_time() - c0
 
-    M._Writer.run = timed_writer_run
+    L._Writer.run = timed_writer_run
     if args.child == "snowflake":
         from ingest.destinations import snowflake as S
 

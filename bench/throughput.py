@@ -176,7 +176,7 @@ def child_jira_raw(args) -> dict:
     _run_patches(args)
     _message_types()
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     manager = AirbyteManager(load_project(args.project))
     block = manager.block(JIRA_BLOCK)
@@ -197,7 +197,7 @@ def child_ingest(args) -> dict:
     import inspect
     import threading
 
-    from ingest import manager as M
+    from ingest.sync import loop as L, runner as M
     from ingest.destinations import duckdb as D
     from ingest.destinations import typing as T
 
@@ -268,7 +268,7 @@ def child_ingest(args) -> dict:
 
     D.DuckDBDestination.write = timed_write
 
-    orig_run, orig_submit = M._Writer.run, M._Writer.submit
+    orig_run, orig_submit = L._Writer.run, L._Writer.submit
 
     def timed_writer_run(self):
         c0 = time.thread_time()
@@ -284,7 +284,7 @@ def child_ingest(args) -> dict:
         finally:
             diag["submit_blocked_s"] += time.perf_counter() - t0
 
-    M._Writer.run, M._Writer.submit = timed_writer_run, timed_submit
+    L._Writer.run, L._Writer.submit = timed_writer_run, timed_submit
 
     streams = [args.stream] if args.stream else None
     if args.mode == "cli":

@@ -45,7 +45,7 @@ class IngestFlow(FlowSpec):
     def sync(self):
         from ingest.config import load_project
         from ingest.flowconfig import materialize
-        from ingest.manager import AirbyteManager
+        from ingest.sync.runner import AirbyteManager
         from ingest.stopping import stop_on_signals
 
         # Kubernetes/Argo stop a pod with SIGTERM (SIGKILL after the grace period): end the sync cleanly.

@@ -34,7 +34,7 @@ __all__ = [
 
 _HOMES = {
     "load_project": "config", "Project": "config",
-    "AirbyteManager": "manager", "SyncResult": "manager", "StreamResult": "manager",
+    "AirbyteManager": "sync.runner", "SyncResult": "sync.results", "StreamResult": "sync.results",
     "IngestError": "errors", "ConfigError": "errors", "SyncError": "errors", "BusyError": "errors",
     "stop_on_signals": "stopping",
 }
@@ -42,7 +42,8 @@ _HOMES = {
 if TYPE_CHECKING:  # for type checkers and IDEs; at runtime the names load on first use (__getattr__ below)
     from .config import Project, load_project
     from .errors import BusyError, ConfigError, IngestError, SyncError
-    from .manager import AirbyteManager, StreamResult, SyncResult
+    from .sync.results import StreamResult, SyncResult
+    from .sync.runner import AirbyteManager
     from .stopping import stop_on_signals
 
 
@@ -79,7 +80,7 @@ def run(
     — unless `raise_on_failure=False` — SyncError when the sync failed (the result, with what landed before the
     failure, is then on the exception's `result`)."""
     from .config import load_project
-    from .manager import AirbyteManager
+    from .sync.runner import AirbyteManager
 
     manager = AirbyteManager(load_project(config))
     result = manager.run(block, streams=list(streams) if streams else None, full_refresh=full_refresh,

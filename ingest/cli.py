@@ -81,7 +81,7 @@ def _manager(ctx, progress=None, resolve: str | None = None):
 
         for warning in prepare(project.block(resolve)):
             logging.getLogger("ingest").warning("%s", warning)
-    from .manager import AirbyteManager
+    from .sync.runner import AirbyteManager
 
     return AirbyteManager(project, progress=progress)
 
@@ -362,7 +362,7 @@ def state():
 @click.pass_context
 def state_show(ctx, block, destination, wait):
     """Print the block's saved cursors (reads only: never creates or writes the warehouse)."""
-    from .manager import stream_state_blob
+    from .sync.state import stream_state_blob
 
     stored = _manager(ctx).state(block, destination, wait=wait)
     if not stored:

@@ -332,7 +332,7 @@ def test_sigkill_then_rerun_resumes_the_snapshot_without_loss_or_duplicates(proj
         # The snapshot is complete: another run today fetches nothing.
         fake.clear_requests()
         from ingest.config import load_project
-        from ingest.manager import AirbyteManager
+        from ingest.sync.runner import AirbyteManager
 
         monkeypatch.setenv(KEY_ENV, fake.web_key)
         again = AirbyteManager(load_project(project.root / "connectors.yaml")).run("carrier_safety")
@@ -345,7 +345,7 @@ def test_sigkill_then_rerun_resumes_the_snapshot_without_loss_or_duplicates(proj
 
 def test_pacing_holds_the_rate_limit_with_bounded_concurrency(project, monkeypatch):
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     with FakeFMCSA(latency=0.01) as fake:
         write_block(project, fake, carriers=json.dumps({"from": "list", "dot_numbers": list(range(500, 530))}),
@@ -363,7 +363,7 @@ def test_pacing_holds_the_rate_limit_with_bounded_concurrency(project, monkeypat
 
 def test_a_maintenance_page_that_never_ends_fails_transient_and_keeps_checkpoints(project, monkeypatch):
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     with FakeFMCSA() as fake:
         write_block(project, fake, carriers=json.dumps({"from": "list", "dot_numbers": list(range(100, 112))}),

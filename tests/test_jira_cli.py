@@ -378,7 +378,7 @@ def test_revoked_token_in_the_same_process_fails_and_keeps_the_first_runs_data(t
     """AirbyteManager.run twice in one process (the Metaflow flow's API); the second run, with a token Jira
     rejects, must really ask Jira (no HTTP cache shared between syncs) and fail; a third with the good token works."""
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     project = Project(tmp_path)
     write_jira_project(project, jira, max_retries=0)

@@ -34,7 +34,7 @@ from ingest.destinations.duckdb import DuckDBDestination
 from ingest.errors import SyncError
 from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid,
                             source_namespace)
-from ingest.manager import StreamResult
+from ingest.sync.results import StreamResult
 
 from .conftest import prepared
 from .fakes.lineage_receiver import ENDPOINT, LineageReceiver, closed_port, silent_port

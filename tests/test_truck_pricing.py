@@ -304,7 +304,7 @@ def test_fault_storm_is_retried_and_every_lane_lands_once(project, gs):
 def run_in_process(project: Project, fake: FakeGreenscreens, monkeypatch, block: str = "truck_prices"):
     """AirbyteManager.run, the library entry point the CLI and the Metaflow flow call (no subprocess: fast)."""
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     monkeypatch.setenv(SECRET_ENV, fake.client_secret)
     return AirbyteManager(load_project(project.root / "connectors.yaml")).run(block)
@@ -526,7 +526,7 @@ def test_concurrency_is_bounded_and_the_rate_limit_holds(project, monkeypatch):
 
 def test_warehouse_query_errors_are_config_errors(project, gs, monkeypatch):
     from ingest.config import load_project
-    from ingest.manager import AirbyteManager
+    from ingest.sync.runner import AirbyteManager
 
     write_block(project, gs, lanes=json.dumps({"from": "warehouse", "query": "SELECT * FROM no_such_table"}), csv=None)
     monkeypatch.setenv(SECRET_ENV, gs.client_secret)

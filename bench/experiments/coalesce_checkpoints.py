@@ -13,7 +13,7 @@ Use: python bench/throughput.py --patch bench/experiments/coalesce_checkpoints.p
 import os
 import time
 
-from ingest import manager as M
+from ingest.sync import loop as M
 
 MIN_ROWS = int(os.environ.get("INGEST_BENCH_MIN_ROWS") or 10_000)
 MAX_AGE = float(os.environ.get("INGEST_BENCH_MAX_AGE") or 10.0)

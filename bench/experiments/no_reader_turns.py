@@ -3,7 +3,7 @@ writes: the writer thread blocks on its queue (no 0.2 s wake-ups) and never chec
 the plain `run` case it prices the reader turns (issue 10: no more than 2% slower).
 Use: python bench/throughput.py --case run --variant noturns=bench/experiments/no_reader_turns.py
 """
-from ingest import manager as M
+from ingest.sync import loop as M
 from ingest.destinations import duckdb as D
 
 
