@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 DESTINATIONS: dict[str, str] = {  # kind -> "module:Class"
     "duckdb": "ingest.destinations.duckdb:DuckDBDestination",
-    "snowflake": "ingest.destinations.snowflake:SnowflakeDestination",
+    "snowflake": "ingest.destinations.snowflake.destination:SnowflakeDestination",
 }
 
 
