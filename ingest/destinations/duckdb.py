@@ -19,37 +19,25 @@ import pyarrow as pa
 
 from ..errors import BusyError, SyncError
 from .base import (EVENTS_TABLE, LOCKS_TABLE, META_TABLES, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination,
-                   DestinationIdentity, Dialect, RunRecord, StreamTarget, lock_is_stale, meta_columns, meta_ddl, next_batch_columns, q,
-                   rows_without_key, where_equal)
+                   DestinationIdentity, Dialect, RunRecord, StreamTarget, lock_is_stale, meta_columns, meta_ddl,
+                   next_batch_columns, q, rows_without_key, where_equal)
 from .duckdb_file import READER_TURN_REOPEN_S, ReaderTurns, busy_message, connect, is_busy
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
 log = logging.getLogger("ingest.duckdb")
 
-SQL_TYPES = {
-    STRING: "VARCHAR",
-    INTEGER: "BIGINT",
-    NUMBER: "DOUBLE",
-    BOOLEAN: "BOOLEAN",
-    TIMESTAMP: "TIMESTAMPTZ",
-    DATE: "DATE",
-    JSON: "JSON",
-}
-_FROM_SQL = {
-    "VARCHAR": STRING,
-    "BIGINT": INTEGER,
-    "DOUBLE": NUMBER,
-    "BOOLEAN": BOOLEAN,
-    "TIMESTAMP WITH TIME ZONE": TIMESTAMP,
-    "DATE": DATE,
-    "JSON": JSON,
-}
+SQL_TYPES = {STRING: "VARCHAR", INTEGER: "BIGINT", NUMBER: "DOUBLE", BOOLEAN: "BOOLEAN", TIMESTAMP: "TIMESTAMPTZ",
+             DATE: "DATE", JSON: "JSON"}
+# What duckdb_columns() reports for them (TIMESTAMPTZ is an alias)
+_FROM_SQL = {**{sql: ctype for ctype, sql in SQL_TYPES.items()}, "TIMESTAMP WITH TIME ZONE": TIMESTAMP}
 SEQ = DEDUP_SEQ
 # A column whose name is not its field's (`Color_2` for `Color` beside `color`) says which field it holds in its
 # comment, so the next run maps the field to the same column (DuckDB compares column names case-insensitively).
 FIELD_COMMENT = "ingest field: "
 DIALECT = Dialect("duckdb", {"text": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "timestamp": "TIMESTAMPTZ",
                              "json": "JSON", "text_list": "VARCHAR[]"})
+
+
 def staging_name(table: str) -> str:
     return f"_ingest_staging_{table}"
 
