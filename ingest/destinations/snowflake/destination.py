@@ -48,6 +48,7 @@ class SnowflakeDestination(Destination):
         self._token = _random.token_hex(4)
         self._tmp: Path | None = None
         self.session = Session(config, team=team, block=block, run_id=run_id, connection=connection)
+        self._exec, self._where = self.session.execute, self.session.where  # one statement; an object's full name
         try:
             self.session.cur = self.con.cursor()
             self._ensure_meta_tables()
@@ -91,30 +92,30 @@ class SnowflakeDestination(Destination):
     def query(self, sql: str, params: list | None = None) -> list[dict]:
         """A read-only query on its own session (opened on first use): it never runs inside the writer's open
         transaction, and sees committed data only — like the DuckDB destination's separate cursor."""
-        return self.session.side(sql, params, action="query", obj=self.session.where())
+        return self.session.side(sql, params, action="query", obj=self._where())
 
     # ------------------------------------------------------------ metadata tables
 
     def _ensure_meta_tables(self) -> None:
-        rows = self.session.execute(
+        rows = self._exec(
             "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
             f"AND TABLE_NAME IN ({', '.join('?' for _ in META_DDL)})",
-            list(META_DDL), action="list the tables of", obj=self.session.where(),
+            list(META_DDL), action="list the tables of", obj=self._where(),
         )
         self._meta_present = {r[0] for r in rows}
         if self.read_only:
             return
         for table, ddl in META_DDL.items():
             if table not in self._meta_present:
-                self.session.execute(f"CREATE TABLE IF NOT EXISTS {q(table)} {ddl} COMMENT = {literal(META_COMMENTS[table])}",
-                                     action="create", obj=self.session.where(table))
+                self._exec(f"CREATE TABLE IF NOT EXISTS {q(table)} {ddl} COMMENT = {literal(META_COMMENTS[table])}",
+                           action="create", obj=self._where(table))
                 self._meta_present.add(table)
 
     def read_state(self, block: str) -> dict[str, dict]:
         if STATE not in self._meta_present:
             return {}
-        rows = self.session.execute(f'SELECT "STATE_KEY", "STATE" FROM {q(STATE)} WHERE "BLOCK" = ?', [block],
-                                    action="read the state from", obj=self.session.where(STATE), block=block)
+        rows = self._exec(f'SELECT "STATE_KEY", "STATE" FROM {q(STATE)} WHERE "BLOCK" = ?', [block],
+                          action="read the state from", obj=self._where(STATE), block=block)
         return {key: (state if isinstance(state, dict) else orjson.loads(state)) for key, state in rows}
 
     def reset_state(self, block: str, streams: list[str] | None = None) -> int:
@@ -122,14 +123,14 @@ class SnowflakeDestination(Destination):
         if streams:
             sql += f' AND "STATE_KEY" IN ({", ".join("?" for _ in streams)})'
             params += list(streams)
-        rows = self.session.execute(sql, params, action="reset the state in", obj=self.session.where(STATE), block=block)
+        rows = self._exec(sql, params, action="reset the state in", obj=self._where(STATE), block=block)
         return int(rows[0][0]) if rows and rows[0] and rows[0][0] is not None else max(self.cur.rowcount or 0, 0)
 
     def record_run(self, run: RunRecord) -> None:
         if self.run_id is None:
             self.session.tag_run(run.run_id)
-        sql, params, action, where = run_statement(run, self.session.where(RUNS))
-        self.session.execute(sql, params, action=action, obj=where, block=run.block)
+        sql, params, action, where = run_statement(run, self._where(RUNS))
+        self._exec(sql, params, action=action, obj=where, block=run.block)
 
     # ------------------------------------------------------------ run locks (one sync per block stream)
 
@@ -140,27 +141,27 @@ class SnowflakeDestination(Destination):
         if not streams:
             return []
         now = dt.datetime.now(dt.timezone.utc)
-        block, where, s = holder["block"], self.session.where(LOCKS), self.session
+        block, where = holder["block"], self._where(LOCKS)
         among = f'"BLOCK" = ? AND "STREAM" IN ({", ".join("?" for _ in streams)})'
         keys = [block, *streams]
-        s.execute("BEGIN TRANSACTION", action="begin a transaction in", obj=s.where(), block=block)
+        self._exec("BEGIN TRANSACTION", action="begin a transaction in", obj=self._where(), block=block)
         try:
-            s.execute(f"DELETE FROM {q(LOCKS)} WHERE {among} AND \"EXPIRES_AT\" < CAST(? AS TIMESTAMP_TZ)", keys + [now.isoformat()],
-                      action="take the run locks in", obj=where, block=block)
-            rows = s.execute(f"SELECT {', '.join(column(c) for c in LOCK_COLUMNS)} FROM {q(LOCKS)} WHERE {among}", keys,
-                             action="read the run locks in", obj=where, block=block)
+            self._exec(f"DELETE FROM {q(LOCKS)} WHERE {among} AND \"EXPIRES_AT\" < CAST(? AS TIMESTAMP_TZ)", keys + [now.isoformat()],
+                       action="take the run locks in", obj=where, block=block)
+            rows = self._exec(f"SELECT {', '.join(column(c) for c in LOCK_COLUMNS)} FROM {q(LOCKS)} WHERE {among}", keys,
+                              action="read the run locks in", obj=where, block=block)
             held = [dict(zip(LOCK_COLUMNS, r)) for r in rows]
             live = [r for r in held if not lock_is_stale(r, now)]
             if live:
-                s.execute("ROLLBACK", action="roll back in", obj=s.where(), block=block)
+                self._exec("ROLLBACK", action="roll back in", obj=self._where(), block=block)
                 return live
             if held:  # held by processes that died on this host
-                s.execute(f"DELETE FROM {q(LOCKS)} WHERE {among}", keys, action="take the run locks in", obj=where, block=block)
+                self._exec(f"DELETE FROM {q(LOCKS)} WHERE {among}", keys, action="take the run locks in", obj=where, block=block)
             sql, params = lock_insert(holder, streams, now.isoformat(), (now + dt.timedelta(seconds=ttl)).isoformat())
-            s.execute(sql, params, action="take the run locks in", obj=where, block=block)
-            s.execute("COMMIT", action="commit to", obj=s.where(), block=block)
+            self._exec(sql, params, action="take the run locks in", obj=where, block=block)
+            self._exec("COMMIT", action="commit to", obj=self._where(), block=block)
         except BaseException:
-            s.rollback()
+            self.session.rollback()
             raise
         return []
 
@@ -168,18 +169,18 @@ class SnowflakeDestination(Destination):
         # The heartbeat thread runs beside the writer: its own session, never inside the writer's transaction.
         expires = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=ttl)).isoformat()
         self.session.side(f'UPDATE {q(LOCKS)} SET "EXPIRES_AT" = CAST(? AS TIMESTAMP_TZ) WHERE "RUN_ID" = ?', [expires, run_id],
-                   action="extend the run locks in", obj=self.session.where(LOCKS))
+                          action="extend the run locks in", obj=self._where(LOCKS))
 
     def release_locks(self, run_id: str) -> None:
-        self.session.execute(f'DELETE FROM {q(LOCKS)} WHERE "RUN_ID" = ?', [run_id], action="release the run locks in", obj=self.session.where(LOCKS))
+        self._exec(f'DELETE FROM {q(LOCKS)} WHERE "RUN_ID" = ?', [run_id], action="release the run locks in", obj=self._where(LOCKS))
 
     def list_locks(self, block: str | None = None) -> list[dict]:
         return self._select_meta(LOCKS, LOCK_COLUMNS, block)
 
     def mark_run_killed(self, run_id: str, ended_at: dt.datetime, error: str) -> bool:
-        self.session.execute(f'UPDATE {q(RUNS)} SET "STATUS" = \'killed\', "ENDED_AT" = CAST(? AS TIMESTAMP_TZ), "ERROR" = ? '
+        self._exec(f'UPDATE {q(RUNS)} SET "STATUS" = \'killed\', "ENDED_AT" = CAST(? AS TIMESTAMP_TZ), "ERROR" = ? '
                    'WHERE "RUN_ID" = ? AND "STATUS" = \'running\'', [ended_at.isoformat(), REDACTOR.redact(error), run_id],
-                   action="record a killed run in", obj=self.session.where(RUNS))
+                   action="record a killed run in", obj=self._where(RUNS))
         return (self.cur.rowcount or 0) > 0
 
     def list_runs(self, block: str | None = None, status: str | None = None) -> list[dict]:
@@ -194,14 +195,14 @@ class SnowflakeDestination(Destination):
         if table not in self._meta_present:
             return []
         sql, params = select_meta(table, columns, {"block": block, "status": status}, order)
-        rows = self.session.execute(sql, params, action="read", obj=self.session.where(table), block=block)
+        rows = self._exec(sql, params, action="read", obj=self._where(table), block=block)
         return [dict(zip(columns, r)) for r in rows]
 
     # ------------------------------------------------------------ the events ledger
 
     def record_event(self, event) -> None:
-        sql, params, action, obj = event_statement(event, self.session.where(EVENTS))
-        self.session.execute(sql, params, action=action, obj=obj, block=event.block)
+        sql, params, action, obj = event_statement(event, self._where(EVENTS))
+        self._exec(sql, params, action=action, obj=obj, block=event.block)
 
     def list_events(self, block: str | None = None, status: str | None = None, run_id: str | None = None,
                     limit: int | None = None) -> list[dict]:
@@ -211,7 +212,7 @@ class SnowflakeDestination(Destination):
         out: list[dict] = []
         if EVENTS not in self._meta_present:
             return out
-        for row in self.session.execute(sql, params, action="read the events from", obj=self.session.where(EVENTS), block=block):
+        for row in self._exec(sql, params, action="read the events from", obj=self._where(EVENTS), block=block):
             event = dict(zip(EVENT_COLUMNS, row))
             payload = event["payload"]
             event["payload"] = payload if isinstance(payload, dict) else orjson.loads(payload)
@@ -224,16 +225,16 @@ class SnowflakeDestination(Destination):
             return []
         sql = latest_events_sql(per_kind)
         names = ["event_id", "name", "block", "stream", "payload", "status", "created_at", "pending"]
-        rows = self.session.execute(sql, action="read the events from", obj=self.session.where(EVENTS))
+        rows = self._exec(sql, action="read the events from", obj=self._where(EVENTS))
         return [dict(zip(names, row)) for row in rows]
 
     def mark_event(self, event_id: str, status: str, error: str | None) -> None:
-        self.session.execute(
+        self._exec(
             f'UPDATE {q(EVENTS)} SET "STATUS" = ?, "ATTEMPTS" = "ATTEMPTS" + 1, "LAST_ERROR" = ?, '
             "\"PUBLISHED_AT\" = CASE WHEN ? = 'published' THEN CURRENT_TIMESTAMP() ELSE \"PUBLISHED_AT\" END "
             'WHERE "EVENT_ID" = ?',
             [status, REDACTOR.redact(error) if error else None, status, event_id],
-            action="record the delivery of an event in", obj=self.session.where(EVENTS),
+            action="record the delivery of an event in", obj=self._where(EVENTS),
         )
 
     # ------------------------------------------------------------ tables
@@ -244,19 +245,19 @@ class SnowflakeDestination(Destination):
 
     def _describe_table(self, table: str) -> tuple[dict[str, str], str | None] | None:
         """Existing columns (Snowflake name → ingest type) and the table comment, or None if there is no table."""
-        rows = self.session.execute(
+        rows = self._exec(
             "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.NUMERIC_SCALE, t.COMMENT FROM INFORMATION_SCHEMA.COLUMNS c "
             "JOIN INFORMATION_SCHEMA.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
             "WHERE c.TABLE_SCHEMA = CURRENT_SCHEMA() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION",
-            [table], action="describe", obj=self.session.where(table),
+            [table], action="describe", obj=self._where(table),
         )
         if not rows:
             return None
         return {name: ingest_type(dtype, scale) for name, dtype, scale, _ in rows}, rows[0][3]
 
     def _stored_map(self, table: str) -> dict[str, str]:
-        rows = self.session.execute(f'SELECT "COLUMN_MAP" FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [table],
-                          action="read the column names of", obj=self.session.where(TABLES))
+        rows = self._exec(f'SELECT "COLUMN_MAP" FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [table],
+                          action="read the column names of", obj=self._where(TABLES))
         if not rows or rows[0][0] is None:
             return {}
         value = rows[0][0]
@@ -265,7 +266,7 @@ class SnowflakeDestination(Destination):
     def _create(self, table: Table, comment: str, replace: bool) -> None:
         cols = ", ".join(f"{q(table.names[c])} {SQL_TYPES[t]}" for c, t in table.types.items())
         head = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
-        self.session.execute(f"{head} {q(table.name)} ({cols}) COMMENT = {literal(comment)}", action="create", obj=self.session.where(table.name))
+        self._exec(f"{head} {q(table.name)} ({cols}) COMMENT = {literal(comment)}", action="create", obj=self._where(table.name))
 
     def start_stream(self, target: StreamTarget) -> None:
         name = self._write_name(target)
@@ -298,9 +299,9 @@ class SnowflakeDestination(Destination):
                     source = col
                 table.names[source], table.types[source] = col, ctype
             if comment != table_comment(target):
-                self.session.execute(f"COMMENT ON TABLE {q(name)} IS {literal(table_comment(target))}", action="comment on", obj=self.session.where(name))
+                self._exec(f"COMMENT ON TABLE {q(name)} IS {literal(table_comment(target))}", action="comment on", obj=self._where(name))
         self._tables[name] = table
-        self.session.transaction(table_statements(target, table, self.session.where(TABLES)), target.block)
+        self.session.transaction(table_statements(target, table, self._where(TABLES)), target.block)
 
     def table_columns(self, target: StreamTarget) -> dict[str, str]:
         return next_batch_columns(target, self._tables[self._write_name(target)].types)
@@ -310,7 +311,7 @@ class SnowflakeDestination(Destination):
     def write(self, target: StreamTarget, batch: pa.Table | None, new_columns: dict[str, str], state: dict | None) -> None:
         if batch is None or batch.num_rows == 0:
             if state is not None and not target.staged:
-                self.session.transaction(state_statements(target, state, self.session.where(STATE)), target.block)
+                self.session.transaction(state_statements(target, state, self._where(STATE)), target.block)
             return
         name = self._write_name(target)
         table = self._tables[name]
@@ -318,9 +319,9 @@ class SnowflakeDestination(Destination):
         load = self._load(target, table, batch)
         without_key = rows_without_key(batch, target.primary_key) if self._dedup(target) else 0
         statements = move_statements(target, table, load, batch.column_names, self._dedup(target),
-                                     self.session.where(table.name), without_key)
+                                     self._where(table.name), without_key)
         if state is not None and not target.staged:
-            statements += state_statements(target, state, self.session.where(STATE))
+            statements += state_statements(target, state, self._where(STATE))
         self.session.transaction(statements, target.block)
         target.rows_written += batch.num_rows
         target.rows_without_key += without_key
@@ -333,11 +334,11 @@ class SnowflakeDestination(Destination):
             table.assign(c)
         if not target.staged:
             # The field name is recorded before the column exists, so a column never exists without its source name.
-            self.session.execute(f'UPDATE {q(TABLES)} SET "COLUMN_MAP" = PARSE_JSON(?) WHERE "TABLE_NAME" = ?',
-                       [json.dumps(table.column_map()), table.name], action="record the columns of", obj=self.session.where(TABLES),
+            self._exec(f'UPDATE {q(TABLES)} SET "COLUMN_MAP" = PARSE_JSON(?) WHERE "TABLE_NAME" = ?',
+                       [json.dumps(table.column_map()), table.name], action="record the columns of", obj=self._where(TABLES),
                        block=target.block)
         cols = ", ".join(f"{q(table.names[c])} {SQL_TYPES[t]}" for c, t in added)
-        self.session.execute(f"ALTER TABLE {q(table.name)} ADD COLUMN {cols}", action="add columns to", obj=self.session.where(table.name),
+        self._exec(f"ALTER TABLE {q(table.name)} ADD COLUMN {cols}", action="add columns to", obj=self._where(table.name),
                    block=target.block)
         for c, t in added:
             table.types[c] = t
@@ -364,25 +365,25 @@ class SnowflakeDestination(Destination):
         block = target.block
         try:
             if not self._stage_ready:
-                self.session.execute(f"CREATE TEMPORARY STAGE IF NOT EXISTS {STAGE}", action="create the stage", obj=self.session.where(STAGE), block=block)
+                self._exec(f"CREATE TEMPORARY STAGE IF NOT EXISTS {STAGE}", action="create the stage", obj=self._where(STAGE), block=block)
                 self._stage_ready = True
-            self.session.execute(f"CREATE OR REPLACE TRANSIENT TABLE {q(load)} ({', '.join(load_cols)}) DATA_RETENTION_TIME_IN_DAYS = 0",
-                       action="create", obj=self.session.where(load), block=block)
+            self._exec(f"CREATE OR REPLACE TRANSIENT TABLE {q(load)} ({', '.join(load_cols)}) DATA_RETENTION_TIME_IN_DAYS = 0",
+                       action="create", obj=self._where(load), block=block)
             self._loads.add(load)
             prefix = f"{self._token}/{final.lower()}/{self._batches}/"
-            self.session.execute(f"PUT {literal('file://' + path.as_posix())} @{STAGE}/{prefix} AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
+            self._exec(f"PUT {literal('file://' + path.as_posix())} @{STAGE}/{prefix} AUTO_COMPRESS = FALSE OVERWRITE = TRUE",
                        action="upload a batch to", obj=f"stage {STAGE}", block=block)
-            rows = self.session.execute(
+            rows = self._exec(
                 f"COPY INTO {q(load)} FROM @{STAGE}/{prefix} FILE_FORMAT = (TYPE = PARQUET USE_LOGICAL_TYPE = TRUE) "
                 "MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE PURGE = TRUE",
-                action="COPY INTO", obj=self.session.where(load), block=block,
+                action="COPY INTO", obj=self._where(load), block=block,
             )
         finally:
             path.unlink(missing_ok=True)
         loaded = sum(int(r[3] or 0) for r in rows if len(r) > 3 and str(r[1]).upper() in ("LOADED", "PARTIALLY_LOADED"))
         if loaded != batch.num_rows:
             statuses = ", ".join(str(r[1]) for r in rows) or "no file"
-            raise SyncError(f"Snowflake: COPY INTO {self.session.where(load)} for block {block} loaded {loaded} of "
+            raise SyncError(f"Snowflake: COPY INTO {self._where(load)} for block {block} loaded {loaded} of "
                             f"{batch.num_rows} rows ({statuses}); nothing of this batch was committed")
         return load
 
@@ -391,7 +392,7 @@ class SnowflakeDestination(Destination):
     def _drop_load(self, target: StreamTarget) -> None:
         load = load_name(sf_name(target.table))
         if load in self._loads:
-            self.session.execute(f"DROP TABLE IF EXISTS {q(load)}", action="drop", obj=self.session.where(load), block=target.block)
+            self._exec(f"DROP TABLE IF EXISTS {q(load)}", action="drop", obj=self._where(load), block=target.block)
             self._loads.discard(load)
 
     def abort_stream(self, target: StreamTarget) -> None:
@@ -399,16 +400,16 @@ class SnowflakeDestination(Destination):
         self._drop_load(target)
         if target.staged:
             staging = staging_name(sf_name(target.table))
-            self.session.execute(f"DROP TABLE IF EXISTS {q(staging)}", action="drop", obj=self.session.where(staging), block=target.block)
+            self._exec(f"DROP TABLE IF EXISTS {q(staging)}", action="drop", obj=self._where(staging), block=target.block)
             self._tables.pop(staging, None)
 
     def finish_stream(self, target: StreamTarget, state: dict | None, event=None) -> None:
         """End of a stream. The final state and the stream's DataLanded `event` commit in one DML transaction; for a
         staged load it follows the swap (see swap_statements)."""
         self._drop_load(target)
-        extra = [event_statement(event, self.session.where(EVENTS))] if event is not None else []
+        extra = [event_statement(event, self._where(EVENTS))] if event is not None else []
         if not target.staged:
-            statements = (state_statements(target, state, self.session.where(STATE)) if state is not None else []) + extra
+            statements = (state_statements(target, state, self._where(STATE)) if state is not None else []) + extra
             if statements:
                 self.session.transaction(statements, target.block)
             return
@@ -416,19 +417,20 @@ class SnowflakeDestination(Destination):
         table = self._tables[staging]
         block = target.block
         final_exists = self._exists(final)
-        swap = swap_statements(final, staging, final_exists, table_comment(target), self.session.where(final), self.swap_with)
+        swap = swap_statements(final, staging, final_exists, table_comment(target), self._where(final), self.swap_with)
         for sql, action, obj in swap:
-            self.session.execute(sql, action=action, obj=obj, block=block)
+            self._exec(sql, action=action, obj=obj, block=block)
         # The swap committed on its own (DDL); the state follows it, so it can lag the data but never lead it.
         # A full refresh without state deletes the stored one: incremental syncs start over from this snapshot.
         table.name = final
         self._tables[final] = self._tables.pop(staging)
-        self.session.transaction(state_statements(target, state, self.session.where(STATE)) + table_statements(target, table, self.session.where(TABLES)) + extra, block)
+        statements = state_statements(target, state, self._where(STATE)) + table_statements(target, table, self._where(TABLES))
+        self.session.transaction(statements + extra, block)
         if final_exists and self.swap_with:
             # After SWAP WITH the staging name holds the replaced data.
-            self.session.execute(f"DROP TABLE IF EXISTS {q(staging)}", action="drop the replaced data in", obj=self.session.where(staging), block=block)
+            self._exec(f"DROP TABLE IF EXISTS {q(staging)}", action="drop the replaced data in", obj=self._where(staging), block=block)
 
     def _exists(self, table: str) -> bool:
-        rows = self.session.execute("SELECT COUNT(*) FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = ?",
-                          [table], action="look up", obj=self.session.where(table))
+        rows = self._exec("SELECT COUNT(*) FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = ?",
+                          [table], action="look up", obj=self._where(table))
         return bool(rows and rows[0][0])
