@@ -4,6 +4,10 @@ The sync loop calls, per stream: `start_stream` once, `write` for every checkpoi
 follows them, committed in ONE transaction), and `finish_stream` at the end (atomic swap for replace).
 State is only ever written by `write`/`finish_stream`, together with or after the data that precedes it:
 that is how "state never runs ahead of data" holds for every destination.
+
+What every destination shares lives here once: the metadata tables (`_ingest_state`, `_ingest_runs`, …) as one
+column list rendered per dialect (`meta_ddl`), identifier quoting, the equality filters of metadata listings, the
+columns a next batch may bring, and the rules about locks and dead runs. Opening one: destinations/__init__.py.
 """
 from __future__ import annotations
 
