@@ -86,20 +86,27 @@ def child(args) -> dict:
 
     L._Writer.run = timed_writer_run
     if args.child == "snowflake":
-        from ingest.destinations import snowflake as S
+        from ingest.destinations.snowflake.destination import SnowflakeDestination
+        from ingest.destinations.snowflake.session import Session
 
-        orig_write = S.SnowflakeDestination.write
+        orig_write, orig_execute = SnowflakeDestination.write, Session.execute
+        sent = {"statements": 0}
+
+        def counted_execute(self, *args, **kwargs):
+            sent["statements"] += 1
+            return orig_execute(self, *args, **kwargs)
 
         def counted_write(self, target, batch, new_columns, state):
-            before = self.statements
+            before = sent["statements"]
             try:
                 return orig_write(self, target, batch, new_columns, state)
             finally:
                 with lock:
                     box["writes"].append({"rows": 0 if batch is None else batch.num_rows, "state": state is not None,
-                                          "statements": self.statements - before})
+                                          "statements": sent["statements"] - before})
 
-        S.SnowflakeDestination.write = counted_write
+        Session.execute = counted_execute
+        SnowflakeDestination.write = counted_write
     cpu_start = time.process_time()
     destination = "snowflake" if args.child == "snowflake" else None
     result = M.AirbyteManager(load_project(args.project)).run(BLOCK, destination=destination)

@@ -440,17 +440,15 @@ def events():
 @click.pass_context
 def events_list(ctx, block, status, limit, destination, as_json, wait):
     """List ledger events (reads only: never creates or writes the warehouse)."""
-    from .manager import open_for_reading
+    from .destinations import open_for_reading
 
     project = _project(ctx)
     dest = open_for_reading(project, project.block(block) if block else None, destination, wait)
     if dest is None:
         click.echo("no events: nothing has been synced to this warehouse yet", err=True)
         return
-    try:
+    with dest:
         rows = dest.list_events(block=block, status=status)
-    finally:
-        dest.close()
     rows = rows[-limit:] if limit else rows
     if as_json:
         for row in rows:
@@ -473,17 +471,14 @@ def events_list(ctx, block, status, limit, destination, as_json, wait):
 def events_replay(ctx, block, destination):
     """Publish every pending event once (in order); exit 1 if some still could not be delivered."""
     from .events import WebhookPublisher, publish_pending, webhook_url
-    from .manager import make_destination
+    from .destinations import open_destination
 
     project = _project(ctx)
     url = webhook_url(project.defaults.events.webhook)
     if not url:
         raise ConfigError("no webhook configured: set defaults.events.webhook in connectors.yaml or INGEST_EVENTS_WEBHOOK")
-    dest = make_destination(project, project.block(block) if block else None, destination)
-    try:
+    with open_destination(project, project.block(block) if block else None, destination) as dest:
         sent, errors = publish_pending(dest, WebhookPublisher(url), block=block)
-    finally:
-        dest.close()
     click.echo(f"published {sent} pending event{'s' if sent != 1 else ''}")
     for err in errors:
         click.echo(f"error: still pending: {err}", err=True)
@@ -498,16 +493,13 @@ def events_replay(ctx, block, destination):
 def events_trigger(ctx, flow_file, destination):
     """Start a downstream flow locally from the latest ledger events it is triggered by (a local stand-in for the
     Argo Events sensor: same event names, same payload → Parameters mapping)."""
-    from .manager import make_destination
+    from .destinations import open_destination
     from .triggers import flow_triggers, latest_payloads, parameters_for, run_flow
 
     triggers = flow_triggers(flow_file)
     project = _project(ctx)
-    dest = make_destination(project, None, destination)
-    try:
+    with open_destination(project, None, destination) as dest:
         payloads = latest_payloads(dest, [t["name"] for t in triggers])
-    finally:
-        dest.close()
     params = parameters_for(triggers, payloads)
     click.echo(f"starting {flow_file} with " + ", ".join(f"{k}={v}" for k, v in params.items()), err=True)
     status, pathspec = run_flow(flow_file, params)

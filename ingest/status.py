@@ -100,7 +100,7 @@ def _row_label(row: dict) -> str:
 def _open_for_reading(project: Project, block, wait: float):
     """The block's destination, read-only: creates and writes nothing (a DuckDB file nobody wrote yet has no
     status); waits up to `wait` s for its turn while a run writes the file (see DuckDBDestination)."""
-    from .manager import destination_choice, open_for_reading
+    from .destinations import destination_choice, open_for_reading
 
     dest = open_for_reading(project, block, wait=wait)
     if dest is None:
@@ -123,21 +123,19 @@ def _read_ledger(project: Project, block, history: int, wait: float) -> _Ledger:
     ledger = _Ledger(where)
     if dest is None:
         return ledger
-    try:
+    with dest:
         ledger.events = dest.latest_events(history)
         try:
             ledger.running = dest.list_runs(status="running")
             ledger.locks = dest.list_locks() if ledger.running else []
         except NotImplementedError:
             pass
-    finally:
-        dest.close()
     return ledger
 
 
 def _ledgers(project: Project, blocks, history: int, wait: float) -> dict[tuple[str, str], _Ledger]:
     """One read per destination, whatever the number of blocks writing to it (1,000 blocks → one DuckDB open)."""
-    from .manager import destination_choice
+    from .destinations import destination_choice
 
     out: dict[tuple[str, str], _Ledger] = {}
     for block in blocks:
@@ -182,7 +180,7 @@ def project_status(project: Project, team: str | None = None, now: dt.datetime |
     now = now or dt.datetime.now(dt.timezone.utc)
     blocks = [b for b in project.blocks.values() if not team or b.team == team]
     ledgers = _ledgers(project, blocks, history, wait)
-    from .manager import destination_choice
+    from .destinations import destination_choice
 
     by_stream: dict[tuple[str, str, str], list[dict]] = {}
     dead: dict = {}

@@ -4,6 +4,10 @@ The sync loop calls, per stream: `start_stream` once, `write` for every checkpoi
 follows them, committed in ONE transaction), and `finish_stream` at the end (atomic swap for replace).
 State is only ever written by `write`/`finish_stream`, together with or after the data that precedes it:
 that is how "state never runs ahead of data" holds for every destination.
+
+What every destination shares lives here once: the metadata tables (`_ingest_state`, `_ingest_runs`, …) as one
+column list rendered per dialect (`meta_ddl`), identifier quoting, the equality filters of metadata listings, the
+columns a next batch may bring, and the rules about locks and dead runs. Opening one: destinations/__init__.py.
 """
 from __future__ import annotations
 
@@ -12,14 +16,118 @@ import datetime as dt
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import pyarrow as pa
+
+from .typing import META_COLUMNS
 
 STATE_TABLE = "_ingest_state"
 EVENTS_TABLE = "_ingest_events"
 LOCKS_TABLE = "_ingest_locks"
 RUNS_TABLE = "_ingest_runs"
 TABLES_TABLE = "_ingest_tables"
+
+
+# ---------------------------------------------------------------- the metadata tables, one definition
+
+
+@dataclass(frozen=True)
+class MetaColumn:
+    name: str
+    kind: str  # text | bigint | int | timestamp | json | text_list (see Dialect.types)
+    not_null: bool = False
+    default: str | None = None
+    only: str | None = None  # the one dialect that has this column
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one warehouse spells the metadata tables: its types, its identifier case, and whether it declares
+    primary keys and defaults (DuckDB enforces them; Snowflake would not, so it never had them)."""
+
+    name: str
+    types: dict[str, str]
+    upper: bool = False
+    constraints: bool = True
+
+    def column(self, name: str) -> str:
+        return q(name.upper() if self.upper else name)
+
+
+META_TABLES: dict[str, tuple[list[MetaColumn], tuple[str, ...]]] = {  # table -> (columns, primary key)
+    STATE_TABLE: ([
+        MetaColumn("block", "text", True), MetaColumn("state_key", "text", True), MetaColumn("state", "json", True),
+        MetaColumn("run_id", "text"), MetaColumn("updated_at", "timestamp", True),
+    ], ("block", "state_key")),
+    RUNS_TABLE: ([
+        MetaColumn("run_id", "text", True), MetaColumn("block", "text", True), MetaColumn("team", "text"),
+        MetaColumn("streams", "text_list"), MetaColumn("destination", "text"), MetaColumn("started_at", "timestamp", True),
+        MetaColumn("ended_at", "timestamp"), MetaColumn("status", "text", True), MetaColumn("rows", "bigint"),
+        MetaColumn("error", "text"),
+    ], ("run_id",)),
+    # The field each column holds: Snowflake keeps it in COLUMN_MAP, DuckDB in the column's comment (a DuckDB file
+    # from before this definition has no COLUMN_MAP, and needs none).
+    TABLES_TABLE: ([
+        MetaColumn("table_name", "text", True), MetaColumn("block", "text", True), MetaColumn("team", "text", True),
+        MetaColumn("source", "text"), MetaColumn("stream", "text", True), MetaColumn("write_mode", "text"),
+        MetaColumn("primary_key", "text_list"), MetaColumn("cursor_field", "text"),
+        MetaColumn("column_map", "json", only="snowflake"), MetaColumn("updated_at", "timestamp", True),
+    ], ("table_name",)),
+    EVENTS_TABLE: ([
+        MetaColumn("event_id", "text", True), MetaColumn("name", "text", True), MetaColumn("idempotency_key", "text", True),
+        MetaColumn("block", "text", True), MetaColumn("stream", "text"), MetaColumn("team", "text"),
+        MetaColumn("run_id", "text"), MetaColumn("payload", "json", True), MetaColumn("status", "text", True),
+        MetaColumn("attempts", "int", True, default="0"), MetaColumn("last_error", "text"),
+        MetaColumn("created_at", "timestamp", True), MetaColumn("published_at", "timestamp"),
+    ], ()),
+    LOCKS_TABLE: ([
+        MetaColumn("block", "text", True), MetaColumn("stream", "text", True), MetaColumn("run_id", "text", True),
+        MetaColumn("host", "text"), MetaColumn("pid", "int"), MetaColumn("started_at", "timestamp", True),
+        MetaColumn("expires_at", "timestamp", True),
+    ], ()),
+}
+
+
+def meta_columns(table: str, dialect: str | None = None) -> list[str]:
+    """A metadata table's column names (lower case), in table order; with `dialect`, only those it has."""
+    return [c.name for c in META_TABLES[table][0] if c.only in (None, dialect)]
+
+
+def meta_ddl(table: str, dialect: Dialect) -> str:
+    """`(<column> <type> [NOT NULL] [DEFAULT …], … [, PRIMARY KEY (…)])` of a metadata table in this dialect."""
+    columns, key = META_TABLES[table]
+    parts = []
+    for c in columns:
+        if c.only not in (None, dialect.name):
+            continue
+        not_null = " NOT NULL" if c.not_null or (dialect.constraints and c.name in key) else ""
+        default = f" DEFAULT {c.default}" if c.default is not None and dialect.constraints else ""
+        parts.append(f"{dialect.column(c.name)} {dialect.types[c.kind]}{not_null}{default}")
+    if key and dialect.constraints:
+        parts.append(f"PRIMARY KEY ({', '.join(dialect.column(k) for k in key)})")
+    return "(" + ", ".join(parts) + ")"
+
+
+def q(identifier: str) -> str:
+    """Quote an identifier (names come from third-party schemas)."""
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def where_equal(filters: dict[str, Any], column: Callable[[str], str] = str) -> tuple[str, list]:
+    """` WHERE a = ? AND b = ?` for the filters that are set (None means "any"), and its parameters; "" and [] when
+    none is. `column` spells a column name in the warehouse's dialect. Every metadata listing filters this way."""
+    used = [(name, value) for name, value in filters.items() if value is not None]
+    if not used:
+        return "", []
+    return " WHERE " + " AND ".join(f"{column(name)} = ?" for name, _ in used), [value for _, value in used]
+
+
+def next_batch_columns(target: "StreamTarget", existing: dict[str, str]) -> dict[str, str]:
+    """`Destination.table_columns` from the columns the table has (field → ingest type, ours included): new schema
+    fields become columns at the next write; existing columns keep their type."""
+    return {**{c: t for c, t in target.columns.items() if c not in existing},
+            **{c: t for c, t in existing.items() if c not in META_COLUMNS}}
 
 
 def lock_is_stale(row: dict, now: dt.datetime) -> bool:
@@ -262,3 +370,18 @@ class Destination(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional
         pass
+
+    # -- opening (see destinations/__init__.py: open_destination)
+
+    @classmethod
+    def from_project(cls, project, block=None, *, path: str | None = None, run_id: str | None = None,
+                     read_only: bool = False, lock_wait: float = 0.0) -> "Destination":
+        """Open the destination the project configures for `block`; `path` is where destination_choice put a file
+        destination. Problems opening it are IngestErrors (ConfigError, BusyError, SyncError) worded for the user."""
+        raise NotImplementedError
+
+    def __enter__(self) -> "Destination":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

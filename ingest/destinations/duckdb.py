@@ -10,117 +10,32 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import threading
-import time
 from pathlib import Path
 
 import duckdb
 import orjson
 import pyarrow as pa
 
-from .base import (DestinationIdentity, EVENTS_TABLE, LOCKS_TABLE, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination, RunRecord, StreamTarget,
-                   lock_is_stale, rows_without_key)
+from ..errors import BusyError, SyncError
+from .base import (EVENTS_TABLE, LOCKS_TABLE, META_TABLES, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination,
+                   DestinationIdentity, Dialect, RunRecord, StreamTarget, lock_is_stale, meta_columns, meta_ddl,
+                   next_batch_columns, q, rows_without_key, where_equal)
+from .duckdb_file import READER_TURN_REOPEN_S, ReaderTurns, busy_message, connect, is_busy
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
 log = logging.getLogger("ingest.duckdb")
 
-SQL_TYPES = {
-    STRING: "VARCHAR",
-    INTEGER: "BIGINT",
-    NUMBER: "DOUBLE",
-    BOOLEAN: "BOOLEAN",
-    TIMESTAMP: "TIMESTAMPTZ",
-    DATE: "DATE",
-    JSON: "JSON",
-}
-_FROM_SQL = {
-    "VARCHAR": STRING,
-    "BIGINT": INTEGER,
-    "DOUBLE": NUMBER,
-    "BOOLEAN": BOOLEAN,
-    "TIMESTAMP WITH TIME ZONE": TIMESTAMP,
-    "DATE": DATE,
-    "JSON": JSON,
-}
+SQL_TYPES = {STRING: "VARCHAR", INTEGER: "BIGINT", NUMBER: "DOUBLE", BOOLEAN: "BOOLEAN", TIMESTAMP: "TIMESTAMPTZ",
+             DATE: "DATE", JSON: "JSON"}
+# What duckdb_columns() reports for them (TIMESTAMPTZ is an alias)
+_FROM_SQL = {**{sql: ctype for ctype, sql in SQL_TYPES.items()}, "TIMESTAMP WITH TIME ZONE": TIMESTAMP}
 SEQ = DEDUP_SEQ
 # A column whose name is not its field's (`Color_2` for `Color` beside `color`) says which field it holds in its
 # comment, so the next run maps the field to the same column (DuckDB compares column names case-insensitively).
 FIELD_COMMENT = "ingest field: "
-READER_TURN_S = 2.0  # at most this long per turn for readers (they poll every 50 ms and read for milliseconds)
-READER_TURN_REOPEN_S = 120.0  # a run waits this long to get its file back from a reader before failing
-READ_REQUEST_FRESH_S = 2.0  # a request older than this is from a reader that gave up or died: ignored
-
-
-class _ReaderTurns:
-    """How read commands and a running sync share one DuckDB file (DuckDB lets a single process open it for writing,
-    and no other process even read it meanwhile).
-
-    A reader that finds the file held touches `<file>.read-request` every 50 ms while it waits; the run, between two
-    commits, sees a fresh request, marks `<file>.yielding` (with its pid: queued *writers* stay out), closes the file,
-    waits until the readers are in and removed the request (at most READER_TURN_S), and reopens it. Neither file is
-    the database: read commands still create and write nothing in it."""
-
-    def __init__(self, path: Path):
-        self.request = path.with_name(path.name + ".read-request")
-        self.marker = path.with_name(path.name + ".yielding")
-        self._asked = False
-
-    # -- reader side
-    def ask(self) -> None:
-        try:
-            self.request.touch()
-            self._asked = True
-        except OSError:  # a read-only directory: no turn can be asked for, the reader just retries
-            pass
-
-    def done(self) -> None:
-        if self._asked:
-            self.request.unlink(missing_ok=True)
-            self._asked = False
-
-    # -- writer side
-    def asked(self) -> bool:
-        try:
-            return time.time() - self.request.stat().st_mtime < READ_REQUEST_FRESH_S
-        except OSError:
-            return False
-
-    def wait_for_readers(self) -> None:
-        deadline = time.monotonic() + READER_TURN_S
-        time.sleep(0.1)  # a reader polls every 50 ms
-        while self.asked() and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def yielding(self, on: bool) -> None:
-        try:
-            if on:
-                self.marker.write_text(str(os.getpid()))
-            else:
-                self.marker.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-    def writer_yielding(self) -> bool:
-        """Another run has let readers in and will reopen the file: a queued writer must not take it meanwhile."""
-        try:
-            pid = int(self.marker.read_text() or 0)
-        except (OSError, ValueError):
-            return False
-        if pid == os.getpid():
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False  # a run killed while yielding
-        except PermissionError:
-            pass
-        return True
-
-
-def q(identifier: str) -> str:
-    """Quote an identifier (names come from third-party schemas)."""
-    return '"' + identifier.replace('"', '""') + '"'
+DIALECT = Dialect("duckdb", {"text": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "timestamp": "TIMESTAMPTZ",
+                             "json": "JSON", "text_list": "VARCHAR[]"})
 
 
 def staging_name(table: str) -> str:
@@ -170,7 +85,7 @@ class DuckDBDestination(Destination):
         self.path = Path(path).resolve()
         self.read_only = read_only
         self.threads = threads
-        self._turns = _ReaderTurns(self.path)
+        self._turns = ReaderTurns(self.path)
         self._con_lock = threading.Lock()  # the writer's connection is swapped while readers take their turn
         if read_only and not self.path.exists():
             raise FileNotFoundError(str(self.path))
@@ -181,30 +96,23 @@ class DuckDBDestination(Destination):
         if not read_only:
             self._create_meta_tables()
 
-    def _connect(self, wait: float):
-        """Open the file, waiting up to `wait` s while another process holds it. A reader asks the holder for a turn
-        meanwhile; a writer also waits while a run lets readers in, so it cannot take the run's file away."""
-        deadline = time.monotonic() + wait
+    @classmethod
+    def from_project(cls, project, block=None, *, path: str | None = None, run_id: str | None = None,
+                     read_only: bool = False, lock_wait: float = 0.0) -> "DuckDBDestination":
+        """The file `path` (default: the project's for this block). A file another process holds is a BusyError
+        that names the holder; `run_id` is unused (a file has no session to tag)."""
+        path = path or str(project.duckdb_path(block))
         try:
-            while True:
-                if self.read_only or not self._turns.writer_yielding():
-                    try:
-                        con = duckdb.connect(str(self.path), read_only=self.read_only)
-                        break
-                    except duckdb.IOException as exc:
-                        if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
-                            raise
-                if time.monotonic() >= deadline:
-                    raise duckdb.IOException(f'Could not set lock on file "{self.path}": another run is letting readers in')
-                if self.read_only:
-                    self._turns.ask()
-                time.sleep(0.05 if self.read_only else 0.25)
-        finally:
-            if self.read_only:
-                self._turns.done()
-        if self.threads:
-            con.execute(f"SET threads = {int(self.threads)}")
-        return con
+            return cls(path, lock_wait=lock_wait, read_only=read_only, threads=project.defaults.duckdb.threads)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
+            if is_busy(exc):
+                raise BusyError(busy_message(path, str(exc), read_only, lock_wait)) from None
+            raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
+
+    def _connect(self, wait: float):
+        return connect(self.path, self._turns, self.read_only, wait, self.threads)
 
     def yield_to_readers(self) -> bool:
         """Between two commits of a run (the writer thread calls this; no transaction is open): if a read command
@@ -246,29 +154,7 @@ class DuckDBDestination(Destination):
     # ------------------------------------------------------------ metadata tables
 
     def _create_meta_tables(self) -> None:
-        self.con.execute(
-            f"""
-            CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
-                block VARCHAR NOT NULL, state_key VARCHAR NOT NULL, state JSON NOT NULL,
-                run_id VARCHAR, updated_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (block, state_key));
-            CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
-                run_id VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR, streams VARCHAR[],
-                destination VARCHAR, started_at TIMESTAMPTZ NOT NULL, ended_at TIMESTAMPTZ,
-                status VARCHAR NOT NULL, rows BIGINT, error VARCHAR);
-            CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} (
-                event_id VARCHAR NOT NULL, name VARCHAR NOT NULL, idempotency_key VARCHAR NOT NULL,
-                block VARCHAR NOT NULL, stream VARCHAR, team VARCHAR, run_id VARCHAR, payload JSON NOT NULL,
-                status VARCHAR NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error VARCHAR,
-                created_at TIMESTAMPTZ NOT NULL, published_at TIMESTAMPTZ);
-            CREATE TABLE IF NOT EXISTS {LOCKS_TABLE} (
-                block VARCHAR NOT NULL, stream VARCHAR NOT NULL, run_id VARCHAR NOT NULL, host VARCHAR, pid INTEGER,
-                started_at TIMESTAMPTZ NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
-            CREATE TABLE IF NOT EXISTS {TABLES_TABLE} (
-                table_name VARCHAR PRIMARY KEY, block VARCHAR NOT NULL, team VARCHAR NOT NULL, source VARCHAR,
-                stream VARCHAR NOT NULL, write_mode VARCHAR, primary_key VARCHAR[], cursor_field VARCHAR,
-                updated_at TIMESTAMPTZ NOT NULL);
-            """
-        )
+        self.con.execute("".join(f"CREATE TABLE IF NOT EXISTS {table} {meta_ddl(table, DIALECT)};\n" for table in META_TABLES))
 
     def read_state(self, block: str) -> dict[str, dict]:
         rows = self.con.execute(f"SELECT state_key, state FROM {STATE_TABLE} WHERE block = ?", [block]).fetchall()
@@ -351,10 +237,9 @@ class DuckDBDestination(Destination):
 
     def _select(self, sql: str, block: str | None, status: str | None = None, order: str | None = None) -> list[dict]:
         """A metadata table's rows, filtered; none when the table does not exist (a file no sync wrote yet)."""
-        where = [(c, v) for c, v in (("block", block), ("status", status)) if v is not None]
-        sql += (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "") + (f" ORDER BY {order}" if order else "")
+        where, params = where_equal({"block": block, "status": status})
         try:
-            return self.query(sql, [v for _, v in where])
+            return self.query(sql + where + (f" ORDER BY {order}" if order else ""), params)
         except duckdb.CatalogException:
             return []
 
@@ -376,16 +261,9 @@ class DuckDBDestination(Destination):
         self._insert_event(event)
 
     def list_events(self, block=None, status=None, run_id=None, limit=None) -> list[dict]:
-        where, params = [], []
-        for column, value in (("block", block), ("status", status), ("run_id", run_id)):
-            if value is not None:
-                where.append(f"{column} = ?")
-                params.append(value)
-        sql = (
-            f"SELECT event_id, name, idempotency_key, block, stream, team, run_id, payload, status, attempts, last_error, "
-            f"created_at, published_at FROM {EVENTS_TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
-            + " ORDER BY created_at, event_id" + (f" LIMIT {int(limit)}" if limit else "")
-        )
+        where, params = where_equal({"block": block, "status": status, "run_id": run_id})
+        sql = (f"SELECT {', '.join(meta_columns(EVENTS_TABLE))} FROM {EVENTS_TABLE}{where} ORDER BY created_at, event_id"
+               + (f" LIMIT {int(limit)}" if limit else ""))
         try:
             rows = self.query(sql, params)
         except duckdb.CatalogException:  # a file no sync has written events to yet
@@ -467,9 +345,7 @@ class DuckDBDestination(Destination):
             self._record_table(target)
 
     def table_columns(self, target: StreamTarget) -> dict[str, str]:
-        cols = self._columns[self._write_table(target)].types
-        # New schema fields become columns at the next write; existing columns keep their type.
-        return {**{c: t for c, t in target.columns.items() if c not in cols}, **{c: t for c, t in cols.items() if c not in META_COLUMNS}}
+        return next_batch_columns(target, self._columns[self._write_table(target)].types)
 
     def write(self, target: StreamTarget, batch: pa.Table | None, new_columns: dict[str, str], state: dict | None) -> None:
         table = self._write_table(target)

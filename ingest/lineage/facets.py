@@ -171,7 +171,7 @@ def _sql_types(kind: str) -> dict[str, str]:
 
             return dict(SQL_TYPES)
         if kind == "snowflake":
-            from ..destinations.snowflake import SQL_TYPES
+            from ..destinations.snowflake.sql import SQL_TYPES
 
             return dict(SQL_TYPES)
     except Exception:  # noqa: BLE001 - fall back to ingest's own type names

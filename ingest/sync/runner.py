@@ -16,7 +16,7 @@ from ..destinations.base import RunRecord, StreamTarget
 from ..errors import BusyError, IngestError, SyncError
 from ..events import webhook_url
 from ..lineage import Lineage
-from ..manager import destination_choice, make_destination, open_for_reading
+from ..destinations import destination_choice, open_destination, open_for_reading
 from ..secrets import REDACTOR
 from ..stopping import STOP_SIGNALS, stop_message as _stop_message
 from .finish import Announcer, Heartbeat, finish_run, hold_locks, locks_of, record_dead_runs
@@ -68,10 +68,8 @@ class AirbyteManager:
         dest = open_for_reading(self.project, block, destination, wait)
         if dest is None:
             return {}
-        try:
+        with dest:
             return dest.read_state(name)
-        finally:
-            dest.close()
 
     def reset_state(self, name: str, streams: list[str] | None = None, destination: str | None = None) -> int:
         block = self.project.block(name)
@@ -79,11 +77,8 @@ class AirbyteManager:
         unknown = [s for s in streams or [] if s not in known]
         if unknown:
             raise ConfigError(f"--stream: block {name!r} has no stream(s) {', '.join(unknown)} (streams: {', '.join(sorted(known))})")
-        dest = make_destination(self.project, block, destination)
-        try:
+        with open_destination(self.project, block, destination) as dest:
             return dest.reset_state(name, streams)
-        finally:
-            dest.close()
 
     # -- the sync
 
@@ -115,7 +110,7 @@ class AirbyteManager:
         # Discover and check the streams before the destination is opened: a stream the connector doesn't offer
         # is a config error (exit 2) and must leave no file behind.
         plan = discover_and_plan(self.project, block, source, streams, full_refresh)
-        dest = make_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait), run_id=run.run_id)
+        dest = open_destination(self.project, block, destination, lock_wait=max(self.lock_wait, wait), run_id=run.run_id)
         run.destination = dest.describe()
         lineage = Lineage.from_settings(self.project.defaults.lineage, base_dir=self.project.path.parent,
                                         secrets=self.project.defaults.secrets, destination=dest.identity)
