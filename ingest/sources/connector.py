@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
@@ -24,21 +23,14 @@ from ..config import Block, problems_for, resolve_block
 from ..errors import ConfigError, IngestError
 from ..yamlfile import YAMLFileError
 from .environments import ConnectorCache, available_pythons, requires_python, runner_python_version
+from .manifest.package import package_module
+from .manifest.versions import runner_cdk_version
 from .lockfile import LockEntry, LockFile, staleness
 
 log = logging.getLogger("ingest.install")
 
 IN_PROCESS, ISOLATED = "in_process", "isolated"
 _SPEC_CACHE = ".ingest-spec.json"  # a connector's own answer to `spec`, kept next to its files
-
-
-def package_module(package: str) -> str:
-    """airbyte-source-jira → source_jira (the import name every connector package uses)."""
-    return package.removeprefix("airbyte-").replace("-", "_")
-
-
-def runner_cdk_version() -> str:
-    return metadata.version("airbyte-cdk")
 
 
 class Connector:
