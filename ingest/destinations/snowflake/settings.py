@@ -54,12 +54,26 @@ def resolve_config(project) -> SnowflakeConfig:
             "or private key given as a reference like ${SNOWFLAKE_PASSWORD}"
         )
     data: dict[str, Any] = raw.model_dump(by_alias=True, exclude_none=True)
-    problems: list[str] = []
-    for key in SNOWFLAKE_SECRET_KEYS:
-        if literal := literal_secret(data.get(key), f"SNOWFLAKE_{key.upper()}"):
-            problems.append(f"{_where(project, key)}: {literal}")
+    problems = [f"{_where(project, key)}: {literal}" for key in SNOWFLAKE_SECRET_KEYS
+                if (literal := literal_secret(data.get(key), f"SNOWFLAKE_{key.upper()}"))]
     if problems:
         raise ConfigError(problems)
+    values = _resolved(project, data, problems)
+    has_key = bool(values.get("private_key") or values.get("private_key_file"))
+    problems += _missing(project, values, has_key)
+    if problems:
+        raise ConfigError(problems)
+    private_key = _load_private_key(project, values) if has_key else None
+    return SnowflakeConfig(
+        account=values["account"], user=values["user"], database=values["database"], schema=values["schema"],
+        role=values.get("role"), warehouse=values.get("warehouse"), password=values.get("password") or None,
+        private_key=private_key, host=values.get("host"), port=values.get("port"), protocol=values.get("protocol"),
+        login_timeout=values.get("login_timeout"), network_timeout=values.get("network_timeout"),
+    )
+
+
+def _resolved(project, data: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """Every `${NAME}` in the settings read through the project's secret provider; problems go to `problems`."""
     try:
         provider = load_provider(project.defaults.secrets)
     except Exception as exc:  # noqa: BLE001 - an import problem is a config problem
@@ -70,11 +84,13 @@ def resolve_config(project) -> SnowflakeConfig:
             return value
         return resolve_references(value, provider, lambda message: problems.append(f"{_where(project, key)}: {message}"))
 
-    values = {key: resolve(key, value) for key, value in data.items()}
-    for key in ("account", "user", "database", "schema"):
-        if not values.get(key):
-            problems.append(f"{_where(project, key)}: required key is missing")
-    has_key = bool(values.get("private_key") or values.get("private_key_file"))
+    return {key: resolve(key, value) for key, value in data.items()}
+
+
+def _missing(project, values: dict[str, Any], has_key: bool) -> list[str]:
+    """What a connection needs and the settings do not give (or give twice)."""
+    problems = [f"{_where(project, key)}: required key is missing"
+                for key in ("account", "user", "database", "schema") if not values.get(key)]
     if values.get("password") and has_key:
         problems.append(f"{_where(project, 'password')}: give either a password or a private key (key-pair auth), not both")
     elif not values.get("password") and not has_key:
@@ -82,15 +98,7 @@ def resolve_config(project) -> SnowflakeConfig:
             f"{_where(project)}: no credentials: set private_key_file (or private_key) for key-pair auth, or password, "
             "as references like ${SNOWFLAKE_PRIVATE_KEY}"
         )
-    if problems:
-        raise ConfigError(problems)
-    private_key = _load_private_key(project, values) if has_key else None
-    return SnowflakeConfig(
-        account=values["account"], user=values["user"], database=values["database"], schema=values["schema"],
-        role=values.get("role"), warehouse=values.get("warehouse"), password=values.get("password") or None,
-        private_key=private_key, host=values.get("host"), port=values.get("port"), protocol=values.get("protocol"),
-        login_timeout=values.get("login_timeout"), network_timeout=values.get("network_timeout"),
-    )
+    return problems
 
 
 def _load_private_key(project, values: dict) -> bytes:
