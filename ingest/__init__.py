@@ -69,21 +69,26 @@ def run(
     full_refresh: bool = False,
     destination: str | None = None,
     wait: float = 0.0,
+    lock_wait: float = 0.0,
+    run_pathspec: str | None = None,
     raise_on_failure: bool = True,
 ) -> "SyncResult":
     """Sync one block of `config` (default: ./connectors.yaml, or $INGEST_CONFIG) — like `ingest run BLOCK`.
 
     `streams`: a subset of the block's streams (default: all). `destination`: 'duckdb', 'snowflake' or a .duckdb path
-    instead of the block's own. `wait`: seconds to queue behind another run holding the same streams.
+    instead of the block's own. `wait`: seconds to queue behind another run holding the same streams (and for the
+    DuckDB file). `lock_wait`: seconds to wait only for the DuckDB file, which takes one writer at a time (parallel
+    Metaflow tasks of one block take turns), without queueing behind a run of the same streams. `run_pathspec`: the
+    Metaflow task running this sync (`current.pathspec`), carried by the events and lineage (default `cli/<run id>`).
     Raises ConfigError for a bad block or config (nothing written), BusyError when another run holds the streams, and
     — unless `raise_on_failure=False` — SyncError when the sync failed (the result, with what landed before the
     failure, is then on the exception's `result`)."""
     from .config import load_project
     from .manager import AirbyteManager
 
-    manager = AirbyteManager(load_project(config))
+    manager = AirbyteManager(load_project(config), lock_wait=lock_wait)
     result = manager.run(block, streams=list(streams) if streams else None, full_refresh=full_refresh,
-                         destination=destination, wait=wait)
+                         destination=destination, wait=wait, run_pathspec=run_pathspec)
     if raise_on_failure and not result.ok:
         error = result.error
         error.result = result
