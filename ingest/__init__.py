@@ -9,6 +9,9 @@
     project = ingest.load_project("connectors.yaml")                  # validated blocks; ConfigError when not
     ingest.stop_on_signals()   # in a long-running step: SIGTERM (Kubernetes) stops a run the way Ctrl-C does
 
+    @ingest.after_landed("jira.issues", parameters=["load_id", "rows"])   # a downstream flow: @trigger on our events
+    class FraudFeatures(FlowSpec): ...
+
 It is the same library the CLI is a thin shell over: a run here writes the same tables, state, events and run
 records as `ingest run`. Names are imported lazily, so `import ingest` stays cheap (the CLI pays for nothing it does
 not use).
@@ -22,6 +25,7 @@ __all__ = [
     "run",
     "load_project",
     "stop_on_signals",
+    "after_landed",
     "Project",
     "AirbyteManager",
     "SyncResult",
@@ -37,6 +41,7 @@ _HOMES = {
     "AirbyteManager": "manager", "SyncResult": "manager", "StreamResult": "manager",
     "IngestError": "errors", "ConfigError": "errors", "SyncError": "errors", "BusyError": "errors",
     "stop_on_signals": "stopping",
+    "after_landed": "triggers",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at runtime the names load on first use (__getattr__ below)
@@ -44,6 +49,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at runtime the names load on fi
     from .errors import BusyError, ConfigError, IngestError, SyncError
     from .manager import AirbyteManager, StreamResult, SyncResult
     from .stopping import stop_on_signals
+    from .triggers import after_landed
 
 
 def __getattr__(name: str):
