@@ -4,15 +4,18 @@
     python flows/fraud_features_flow.py argo-workflows create          # production
     ingest events trigger flows/fraud_features_flow.py                 # locally: needs both events in the ledger
 """
-from metaflow import FlowSpec, Parameter, step, trigger
+from metaflow import FlowSpec, Parameter, step
 
-TRIGGERS = [
-    {"name": "data_landed.jira.issues", "parameters": {"issues_load_id": "load_id", "issues_rows": "rows"}},
-    {"name": "data_landed.carrier_safety.snapshots", "parameters": {"safety_load_id": "load_id", "safety_rows": "rows"}},
-]
+from ingest import after_landed
 
 
-@trigger(events=TRIGGERS)
+@after_landed(
+    "jira.issues", "carrier_safety.snapshots",
+    parameters={  # per table: Parameter ← payload field
+        "jira.issues": {"issues_load_id": "load_id", "issues_rows": "rows"},
+        "carrier_safety.snapshots": {"safety_load_id": "load_id", "safety_rows": "rows"},
+    },
+)
 class FraudFeaturesFlow(FlowSpec):
     issues_load_id = Parameter("issues_load_id", default="")
     issues_rows = Parameter("issues_rows", default=0, type=int)

@@ -43,20 +43,20 @@ class IngestFlow(FlowSpec):
     @resources(cpu=1, memory=4096)
     @step
     def sync(self):
-        from ingest.config import load_project
+        import ingest
         from ingest.flowconfig import materialize
-        from ingest.sync.runner import AirbyteManager
-        from ingest.stopping import stop_on_signals
 
         # Kubernetes/Argo stop a pod with SIGTERM (SIGKILL after the grace period): end the sync cleanly.
-        stop_on_signals()
+        ingest.stop_on_signals()
         self.stream = self.input
-        project = load_project(materialize(dict(self.connectors), data_dir=os.getcwd()))
-        # Locally every stream task writes the same DuckDB file (one writer process at a time): take turns.
-        manager = AirbyteManager(project, lock_wait=float(os.environ.get("INGEST_LOCK_WAIT", "900")))
-        result = manager.run(
-            self.block_name, streams=[self.stream], full_refresh=bool(self.full_refresh),
-            destination=self.destination or None, run_pathspec=current.pathspec,
+        # The same library call as `ingest run <block> --stream <s>`; a failed sync is returned (not raised) so the
+        # card shows it before the task fails below.
+        result = ingest.run(
+            self.block_name, streams=[self.stream], config=materialize(dict(self.connectors), data_dir=os.getcwd()),
+            full_refresh=bool(self.full_refresh), destination=self.destination or None,
+            # Locally every stream task writes the same DuckDB file (one writer process at a time): take turns.
+            lock_wait=float(os.environ.get("INGEST_LOCK_WAIT", "900")),
+            run_pathspec=current.pathspec, raise_on_failure=False,
         )
         r = result.streams.get(self.stream)
         self.result = {

@@ -5,16 +5,13 @@ In production (Argo): deploy it and Argo Events starts it for every `data_landed
 Locally (no event bus): start it from the latest event in the ledger, with the same payload → Parameters mapping:
     ingest events trigger flows/users_report_flow.py
 """
-from metaflow import FlowSpec, Parameter, step, trigger
+from metaflow import FlowSpec, Parameter, step
 
-# payload field → Parameter name. The same dict drives the Argo sensor and `ingest events trigger`.
-TRIGGER = {
-    "name": "data_landed.demo.users",
-    "parameters": {"table": "table", "rows": "rows", "load_id": "load_id", "destination": "destination"},
-}
+from ingest import after_landed
 
 
-@trigger(event=TRIGGER)
+# Each Parameter takes the payload field of the same name. The deploy refuses a block or stream connectors.yaml lacks.
+@after_landed("demo.users", parameters=["table", "rows", "load_id", "destination"])
 class UsersReportFlow(FlowSpec):
     table = Parameter("table", default="demo_users", help="The table that landed.")
     rows = Parameter("rows", default=0, type=int, help="Rows in the load that triggered us.")

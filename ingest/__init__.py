@@ -9,6 +9,9 @@
     project = ingest.load_project("connectors.yaml")                  # validated blocks; ConfigError when not
     ingest.stop_on_signals()   # in a long-running step: SIGTERM (Kubernetes) stops a run the way Ctrl-C does
 
+    @ingest.after_landed("jira.issues", parameters=["load_id", "rows"])   # a downstream flow: @trigger on our events
+    class FraudFeatures(FlowSpec): ...
+
 It is the same library the CLI is a thin shell over: a run here writes the same tables, state, events and run
 records as `ingest run`. Names are imported lazily, so `import ingest` stays cheap (the CLI pays for nothing it does
 not use).
@@ -22,6 +25,7 @@ __all__ = [
     "run",
     "load_project",
     "stop_on_signals",
+    "after_landed",
     "Project",
     "AirbyteManager",
     "SyncResult",
@@ -37,6 +41,7 @@ _HOMES = {
     "AirbyteManager": "sync.runner", "SyncResult": "sync.results", "StreamResult": "sync.results",
     "IngestError": "errors", "ConfigError": "errors", "SyncError": "errors", "BusyError": "errors",
     "stop_on_signals": "stopping",
+    "after_landed": "triggers",
 }
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at runtime the names load on first use (__getattr__ below)
@@ -45,6 +50,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at runtime the names load on fi
     from .sync.results import StreamResult, SyncResult
     from .sync.runner import AirbyteManager
     from .stopping import stop_on_signals
+    from .triggers import after_landed
 
 
 def __getattr__(name: str):
@@ -70,21 +76,26 @@ def run(
     full_refresh: bool = False,
     destination: str | None = None,
     wait: float = 0.0,
+    lock_wait: float = 0.0,
+    run_pathspec: str | None = None,
     raise_on_failure: bool = True,
 ) -> "SyncResult":
     """Sync one block of `config` (default: ./connectors.yaml, or $INGEST_CONFIG) — like `ingest run BLOCK`.
 
     `streams`: a subset of the block's streams (default: all). `destination`: 'duckdb', 'snowflake' or a .duckdb path
-    instead of the block's own. `wait`: seconds to queue behind another run holding the same streams.
+    instead of the block's own. `wait`: seconds to queue behind another run holding the same streams (and for the
+    DuckDB file). `lock_wait`: seconds to wait only for the DuckDB file, which takes one writer at a time (parallel
+    Metaflow tasks of one block take turns), without queueing behind a run of the same streams. `run_pathspec`: the
+    Metaflow task running this sync (`current.pathspec`), carried by the events and lineage (default `cli/<run id>`).
     Raises ConfigError for a bad block or config (nothing written), BusyError when another run holds the streams, and
     — unless `raise_on_failure=False` — SyncError when the sync failed (the result, with what landed before the
     failure, is then on the exception's `result`)."""
     from .config import load_project
     from .sync.runner import AirbyteManager
 
-    manager = AirbyteManager(load_project(config))
+    manager = AirbyteManager(load_project(config), lock_wait=lock_wait)
     result = manager.run(block, streams=list(streams) if streams else None, full_refresh=full_refresh,
-                         destination=destination, wait=wait)
+                         destination=destination, wait=wait, run_pathspec=run_pathspec)
     if raise_on_failure and not result.ok:
         error = result.error
         error.result = result

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from . import render
 from .errors import ConfigError, IngestError
 from .secrets import REDACTOR, RedactingFilter
 
@@ -100,14 +101,6 @@ def main(ctx, config, verbose):
     _stop_on_sigterm()
 
 
-def _rows_cell(r) -> str:
-    """Rows of the last load; dedup records that had no key value (appended, not merged) are called out."""
-    if r.last_load_rows is None:
-        return "-"
-    keyless = f" ({r.last_load_rows_without_key:,} without key)" if r.last_load_rows_without_key else ""
-    return f"{r.last_load_rows:,}{keyless}"
-
-
 def _quiet_connector(ctx) -> None:
     """check/discover end in one line of ours saying what failed; the CDK's own ERROR/WARNING lines on the way there
     ("Retries exhausted ...", "Stream x is not available: <a urllib3 repr>") are detail: shown with -v."""
@@ -130,42 +123,10 @@ def _stop_on_sigterm() -> None:
 @click.pass_context
 def list_(ctx):
     """List the connector blocks and the runtime each one runs in (no connector code is loaded)."""
-    from rich.console import Console
-    from rich.table import Table
-
     from .sources.lockfile import LockFile
 
     project = _project(ctx)
-    lock = LockFile.load(project.lock_path)
-    table = Table("block", "team", "source", "runtime", "streams", "destination", "schedule", box=None)
-    for name, block in project.blocks.items():
-        table.add_row(name, block.team, _source_text(block, lock), _runtime_text(block, lock),
-                      ", ".join(s.name for s in block.streams), block.destination_type, block.spec.schedule or "-")
-    Console(width=220).print(table)
-
-
-def _source_text(block, lock) -> str:
-    entry = lock.get(block.name) if block.package else None
-    if entry and entry.source == block.package:
-        return f"{entry.source}=={entry.version}"
-    return block.source_label
-
-
-def _runtime_text(block, lock) -> str:
-    """The runtime and why, from connectors.lock: listing never loads connector code."""
-    if block.spec.puller:
-        return "in_process (our puller)"
-    if not block.package:
-        return "in_process (a manifest file)"
-    from .sources.lockfile import staleness
-
-    entry = lock.get(block.name)
-    problem = staleness(entry, block.package, block.pinned_version, block.spec.runtime)
-    if problem:
-        return f"? lock is stale: {problem}"
-    if entry is None:
-        return f"{block.spec.runtime} (not locked yet)"
-    return f"{entry.runtime} ({entry.reason})"
+    render.print_blocks(project, LockFile.load(project.lock_path))
 
 
 @main.command()
@@ -195,7 +156,7 @@ def validate(ctx, blocks, require_secrets):
                 if lock.get(name) is None:
                     notes.append(f"not in {project.lock_path.name} yet: `ingest install {name}` pins its release")
             warnings = prepare(block, require_secrets=require_secrets, connector=connector)
-            click.echo(f"ok    {name:<16} {_runtime_text(block, lock) if block.package else block.source_label}")
+            click.echo(f"ok    {name:<16} {render.runtime_text(block, lock) if block.package else block.source_label}")
             for line in notes + warnings:
                 click.echo(f"warn  {name:<16} {line}")
         except ConfigError as exc:
@@ -286,22 +247,7 @@ def discover(ctx, block, as_json):
 
         click.echo(json.dumps(AirbyteCatalogSerializer.dump(catalog), indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("stream", "sync modes", "primary key", "cursor", box=None)
-    for s in catalog.streams:
-        modes = ", ".join(getattr(m, "value", str(m)) for m in s.supported_sync_modes or [])
-        pk = ", ".join(".".join(p) for p in s.source_defined_primary_key or [])
-        table.add_row(s.name, modes, pk or "-", ".".join(s.default_cursor_field or []) or "-")
-    Console(width=200).print(table)
-
-
-def _progress_printer():
-    def show(p):
-        click.echo(f"  … {p['stream']}: {p['records']:,} records ({p['rate']:,.0f}/s)", err=True)
-
-    return show
+    render.print_catalog(catalog)
 
 
 @main.command()
@@ -314,39 +260,16 @@ def _progress_printer():
 @click.pass_context
 def run(ctx, block, streams, full_refresh, destination, wait):
     """Sync a connector block into its destination."""
-    manager = _manager(ctx, progress=_progress_printer(), resolve=block)
+    manager = _manager(ctx, progress=render.progress_printer(), resolve=block)
     click.echo(f"{block}: syncing {', '.join(streams) or 'all streams'}{' (full refresh)' if full_refresh else ''}", err=True)
     result = manager.run(block, streams=list(streams) or None, full_refresh=full_refresh, destination=destination, wait=wait)
-    _print_summary(result)
+    render.print_summary(result)
     if not result.ok:
         err = result.error
         where = f" in stream {err.stream}" if err.stream else ""
         click.echo(f"error: sync of {block} failed{where} [{err.failure_type or 'error'}]: {REDACTOR.redact(str(err))}", err=True)
         click.echo("       data and state committed before the failure are kept; rerun to resume.", err=True)
         ctx.exit(1)
-
-
-def _print_summary(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("stream", "table", "sync", "write", "records", "cursor", box=None)
-    for r in result.streams.values():
-        cursor = json.dumps(r.state_after, default=str) if r.state_after is not None else "-"
-        table.add_row(r.stream, r.table, r.sync, r.write, f"{r.records:,}", REDACTOR.redact(cursor)[:80])
-    console = Console(width=200)
-    console.print(table)
-    for r in result.streams.values():
-        if r.rows_without_key:
-            console.print(f"{r.stream}: rows_without_key={r.rows_without_key:,} (records with no primary key value: "
-                          "appended as they came, not merged)")
-    if result.events_sent or result.event_errors:
-        console.print(f"events: {result.events_sent} published"
-                      + (f", {len(result.event_errors)} kept as pending (ingest events replay)" if result.event_errors else ""))
-    status = "succeeded" if result.ok else "FAILED"
-    total = sum(r.records for r in result.streams.values())
-    rate = total / result.seconds if result.seconds else 0
-    console.print(f"run {result.run.run_id} {status}: {total:,} records in {result.seconds:.1f}s ({rate:,.0f}/s) → {result.destination}")
 
 
 @main.group()
@@ -391,7 +314,7 @@ def state_reset(ctx, block, streams, destination):
 def status(ctx, team, as_json, wait):
     """Owner, last load, last failure, pending events and freshness of every stream.
     Exits 1 when anything is late or failing (gate a downstream job, page a team)."""
-    from .status import age, project_status, sparkline
+    from .status import project_status
 
     project = _project(ctx)
     if team and team not in {b.team for b in project.blocks.values()}:
@@ -401,18 +324,7 @@ def status(ctx, team, as_json, wait):
         for r in rows:
             click.echo(json.dumps(r.as_dict(), default=str))
     else:
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("block", "stream", "team", "table", "status", "freshness", "last load", "rows", "rows/run",
-                      "last failure", "pending", box=None)
-        colour = {"fresh": "green", "ok": "green", "late": "yellow", "failing": "red"}
-        for r in rows:
-            failure = f"{age(r.last_failure_at)} {r.failure_class}: {(r.failure_message or '')[:50]}" if r.last_failure_at else "-"
-            table.add_row(r.block, r.stream, r.team, r.table, f"[{colour.get(r.status, 'white')}]{r.status}[/]",
-                          r.freshness or "-", age(r.last_load_at), _rows_cell(r),
-                          sparkline(r.rows_history), failure, str(r.pending_events or "-"))
-        Console(width=220).print(table)
+        render.print_status(rows)
     for r in rows:
         for note in r.unreadable[:5]:  # a damaged ledger is reported, never a crash; status uses the rows it can read
             click.echo(f"warning: {r.block}.{r.stream}: unreadable ledger row: {note}", err=True)
@@ -454,14 +366,7 @@ def events_list(ctx, block, status, limit, destination, as_json, wait):
         for row in rows:
             click.echo(json.dumps(row, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("created", "event", "block", "stream", "rows", "status", "attempts", "last error", box=None)
-    for row in rows:
-        table.add_row(str(row["created_at"])[:19], row["name"], row["block"], row["stream"] or "-",
-                      str(row["payload"].get("rows", "")), row["status"], str(row["attempts"]), (row["last_error"] or "")[:60])
-    Console(width=200).print(table)
+    render.print_events(rows)
 
 
 @events.command("replay")

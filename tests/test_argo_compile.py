@@ -35,6 +35,8 @@ pytest.importorskip("flask", reason="optional: pip install moto flask flask-cors
 pytest.importorskip("flask_cors", reason="optional: pip install moto flask flask-cors")
 pytest.importorskip("kubernetes", reason="optional: pip install 'kubernetes<33'")
 
+from ingest.triggers import flow_triggers  # noqa: E402
+
 from .fakes.s3_server import S3Server  # noqa: E402 - after the importorskip
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,9 +170,10 @@ def deploy_env(s3, kube, tmp_path_factory) -> dict:
 
 
 def deploy(env: dict, flow: str, *args: str, expect_ok: bool = True) -> subprocess.CompletedProcess:
-    """`python flows/<flow> <args>` from the repository root (connectors.yaml and the override files are read there)."""
-    proc = subprocess.run([sys.executable, f"flows/{flow}", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=180)
+    """`python flows/<flow> <args>` from the repository root (connectors.yaml and the override files are read there);
+    `flow` may also be an absolute path (a flow written by a test)."""
+    path = flow if os.path.isabs(flow) else f"flows/{flow}"
+    proc = subprocess.run([sys.executable, path, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     if expect_ok:
         assert proc.returncode == 0, f"{flow} {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc
@@ -341,6 +344,17 @@ def test_a_block_whose_release_nothing_fixes_is_not_deployed(deploy_env, tmp_pat
 # Downstream flows: the Argo Events Sensors (built by ArgoWorkflows at deploy time; `--only-json` does not print them)
 # ---------------------------------------------------------------------------------------------------------------------
 
+# What the example flows' hand-written `@trigger` said before `@after_landed` wrote it: the sensors must not change.
+USERS_REPORT_TRIGGER = {
+    "name": "data_landed.demo.users",
+    "parameters": {"table": "table", "rows": "rows", "load_id": "load_id", "destination": "destination"},
+}
+FRAUD_FEATURES_TRIGGERS = [
+    {"name": "data_landed.jira.issues", "parameters": {"issues_load_id": "load_id", "issues_rows": "rows"}},
+    {"name": "data_landed.carrier_safety.snapshots", "parameters": {"safety_load_id": "load_id", "safety_rows": "rows"}},
+]
+
+
 def check_sensor(sensor: dict, workflow: str, triggers: list[dict]) -> None:
     spec = sensor["spec"]
     assert spec["template"]["serviceAccountName"] == ARGO_EVENTS["METAFLOW_ARGO_EVENTS_SERVICE_ACCOUNT"]
@@ -383,7 +397,8 @@ def test_users_report_sensor_filters_on_its_event_and_maps_the_payload(deploy_en
     keep("usersreportflow.workflowtemplate", kube.get("workflowtemplates", "usersreportflow"))
     assert sensor is not None and kube.get("workflowtemplates", "usersreportflow") is not None
     assert kube.get("cronworkflows", "usersreportflow") is None
-    trigger = load_flow_module("users_report_flow.py").TRIGGER
+    trigger = USERS_REPORT_TRIGGER
+    assert flow_triggers(ROOT / "flows" / "users_report_flow.py") == [trigger]  # what `ingest events trigger` maps
     assert trigger["name"] == "data_landed.demo.users"
     check_sensor(sensor, "usersreportflow", [trigger])
 
@@ -399,11 +414,66 @@ def test_fraud_features_sensor_waits_for_both_events(deploy_env, kube):
     sensor = kube.get("sensors", "fraudfeaturesflow")
     keep("fraudfeaturesflow.sensor", sensor)
     assert sensor is not None
-    triggers = load_flow_module("fraud_features_flow.py").TRIGGERS
+    triggers = FRAUD_FEATURES_TRIGGERS
+    assert flow_triggers(ROOT / "flows" / "fraud_features_flow.py") == triggers
     assert {t["name"] for t in triggers} == {"data_landed.jira.issues", "data_landed.carrier_safety.snapshots"}
     check_sensor(sensor, "fraudfeaturesflow", triggers)
     # no `conditions` on the trigger: Argo Events then waits for ALL dependencies (AND), not either one
     assert "conditions" not in sensor["spec"]["triggers"][0]["template"]
+
+
+@pytest.mark.parametrize("flow, old_decorator", [
+    ("users_report_flow.py", f"@trigger(event={USERS_REPORT_TRIGGER!r})"),
+    ("fraud_features_flow.py", f"@trigger(events={FRAUD_FEATURES_TRIGGERS!r})"),
+])
+def test_after_landed_compiles_to_the_sensor_the_hand_written_trigger_did(deploy_env, kube, tmp_path, flow, old_decorator):
+    new = (ROOT / "flows" / flow).read_text()
+    old = re.sub(r"^@after_landed\(.*?\)\nclass", f"{old_decorator}\nclass", new, count=1, flags=re.S | re.M)
+    old = old.replace("from ingest import after_landed", "from metaflow import trigger")
+    assert "after_landed" not in old
+    (tmp_path / flow).write_text(old)
+    name = flow.replace("_", "").removesuffix(".py")  # users_report_flow.py → usersreportflow
+
+    def sensor_spec() -> dict:
+        spec = kube.get("sensors", name)["spec"]
+        spec["template"]["metadata"]["annotations"].pop("metaflow/deployment_timestamp")  # the one difference
+        return spec
+
+    deploy(deploy_env, str(tmp_path / flow), "argo-workflows", "create")
+    hand_written = sensor_spec()
+    deploy(deploy_env, flow, "argo-workflows", "create")
+    assert sensor_spec() == hand_written
+
+
+@pytest.mark.parametrize("table, problem", [
+    ("demo.no_such_stream", "demo.no_such_stream: block 'demo' has no stream 'no_such_stream' "
+                            "(streams: products, purchases, users)"),
+    ("no_such_block.users", "no_such_block.users: no connector block named 'no_such_block' (blocks: carrier_safety, "
+                            "demo, jira, truck_prices)"),
+])
+def test_after_landed_refuses_to_deploy_a_table_connectors_yaml_does_not_have(deploy_env, tmp_path, table, problem):
+    flow = tmp_path / "users_report_flow.py"
+    flow.write_text((ROOT / "flows" / "users_report_flow.py").read_text().replace('"demo.users"', repr(table)))
+    proc = deploy(deploy_env, str(flow), "argo-workflows", "create", "--only-json", expect_ok=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "@after_landed on UsersReportFlow waits for tables connectors.yaml does not have:" in out, out[-3000:]
+    assert problem in out
+
+
+def test_after_landed_refuses_a_payload_field_or_parameter_that_does_not_exist(deploy_env, tmp_path):
+    """Checked when the flow is imported (anywhere: a typo would otherwise map nothing, silently)."""
+    text = (ROOT / "flows" / "users_report_flow.py").read_text()
+    flow = tmp_path / "users_report_flow.py"
+    flow.write_text(text.replace('parameters=["table", "rows"', 'parameters=["table", "row_count"'))
+    out = deploy(deploy_env, str(flow), "show", expect_ok=False)
+    assert out.returncode != 0 and "demo.users: no payload field 'row_count' (a data_landed event carries: " in out.stderr
+    flow.write_text(text.replace('parameters=["table", "rows", "load_id", "destination"]',
+                                 'parameters={"table": "table", "n_rows": "rows"}'))
+    out = deploy(deploy_env, str(flow), "show", expect_ok=False)
+    assert out.returncode != 0
+    assert "@after_landed on UsersReportFlow: it maps the payload to Parameter(s) the flow does not declare: n_rows " \
+           "(declared: destination, load_id, rows, table)" in out.stderr
 
 
 def test_triggered_flow_without_argo_events_config_is_refused(deploy_env):

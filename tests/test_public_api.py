@@ -39,7 +39,7 @@ def test_bad_input_raises_the_documented_errors(project, tmp_path):
     config = project.root / "connectors.yaml"
     with pytest.raises(ingest.ConfigError, match="no connector block named 'nope'"):
         ingest.run("nope", config=config)
-    with pytest.raises(ingest.ConfigError, match="has no stream\(s\) no_such_stream"):
+    with pytest.raises(ingest.ConfigError, match=r"has no stream\(s\) no_such_stream"):
         ingest.run("demo", streams=["no_such_stream"], config=config)
     with pytest.raises(ingest.ConfigError, match="file not found"):
         ingest.run("demo", config=tmp_path / "missing.yaml")
@@ -52,3 +52,46 @@ def test_a_destination_that_cannot_be_opened_raises_sync_error(project):
     (project.root / "dir.duckdb").mkdir()
     with pytest.raises(ingest.SyncError, match="cannot open DuckDB file"):
         ingest.run("demo", config=project.root / "connectors.yaml", destination=str(project.root / "dir.duckdb"))
+
+
+def test_a_step_passes_its_pathspec_and_waits_its_turn_for_the_duckdb_file(project):
+    """What flows/ingest_flow.py's sync step calls: the events carry the Metaflow task, a failure is returned."""
+    project.write_config(demo_config(count=20, slice_=20))
+    result = ingest.run("demo", streams=["users"], config=project.root / "connectors.yaml", lock_wait=5,
+                        run_pathspec="IngestFlow/7/sync/3", raise_on_failure=False)
+    assert result.ok
+    assert project.scalar("SELECT json_extract_string(payload, '$.run_pathspec') FROM _ingest_events") == \
+        "IngestFlow/7/sync/3"
+
+
+def test_after_landed_declares_the_trigger_and_refuses_what_could_never_land(project):
+    from metaflow import FlowSpec, Parameter, step
+
+    from ingest.triggers import FLOW_ATTRIBUTE, check_tables
+
+    class Report(FlowSpec):
+        load_id = Parameter("load_id", default="")
+
+        @step
+        def start(self):
+            self.next(self.end)
+
+        @step
+        def end(self):
+            pass
+
+    decorated = ingest.after_landed("demo.users", parameters=["load_id"])(Report)
+    assert getattr(decorated, FLOW_ATTRIBUTE) == [{"name": "data_landed.demo.users", "parameters": {"load_id": "load_id"}}]
+    with pytest.raises(ingest.ConfigError, match="no payload field 'row_count'"):
+        ingest.after_landed("demo.users", parameters={"load_id": "row_count"})
+    with pytest.raises(ingest.ConfigError, match="does not declare: rows"):
+        ingest.after_landed("demo.users", parameters=["rows"])(Report)
+    with pytest.raises(ingest.ConfigError, match='expected "block.stream"'):
+        ingest.after_landed("demo_users")
+    with pytest.raises(ingest.ConfigError, match="maps each table"):
+        ingest.after_landed("demo.users", "demo.products", parameters=["load_id"])
+
+    project.write_config(demo_config(count=10, slice_=10))
+    check_tables(["demo.users"], project.root / "connectors.yaml")
+    with pytest.raises(ingest.ConfigError, match=r"demo\.nope: block 'demo' has no stream 'nope' \(streams: "):
+        check_tables(["demo.users", "demo.nope"], project.root / "connectors.yaml")
