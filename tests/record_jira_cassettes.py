@@ -15,12 +15,12 @@ How a recording is made:
 1. FakeJira(seed=SEED, issue_count=ISSUES) starts on 127.0.0.1; a temp project gets `connectors.yaml` from
    `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line) and a copy of
    overrides/source-jira.yaml.
-2. `tests/vcr_cli.py --record` runs the real CLI in a subprocess: `ingest run jira --stream issues`
+2. `python -m tests.support.cassettes --record` (the suite's one VCR runner) runs the real CLI in a subprocess: `ingest run jira --stream issues`
    -> issues_initial.yaml (every issue, paged).
 3. CHANGES are applied to the fake (an issue touched, one edited, two added), then the same command runs again
    on the same DuckDB file, so it starts from the saved cursor -> issues_incremental.yaml (changed issues only,
    plus the boundary record Jira re-delivers for `updated >= cursor`).
-vcr_cli.py drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
+The runner drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
 URIs and bodies. The replay's JQL (`updated >= <epoch ms>`) must match exactly, so re-record whenever START_DATE,
 the override's request parameters or the connector version change (the replay then fails loudly: record mode
 `none`). Recording is deterministic: re-running this script reproduces the same files.
@@ -42,7 +42,6 @@ if str(ROOT) not in sys.path:
 CASSETTE_DIR = ROOT / "fixtures" / "cassettes" / "jira"
 INITIAL = CASSETTE_DIR / "issues_initial.yaml"
 INCREMENTAL = CASSETTE_DIR / "issues_incremental.yaml"
-VCR_CLI = ROOT / "tests" / "vcr_cli.py"
 OVERRIDE = ROOT / "overrides" / "source-jira.yaml"
 
 SITE = "https://acme.atlassian.net"
@@ -105,7 +104,9 @@ def env(email: str = EMAIL, token: str = TOKEN) -> dict:
 
 
 def vcr_cli_command(cassette: Path, *cli_args: str, record: bool = False) -> list[str]:
-    return [sys.executable, str(VCR_CLI), "--cassette", str(cassette), *(["--record"] if record else []), "--", *cli_args]
+    from tests.support.cassettes import cassette_command
+
+    return cassette_command(cassette, *cli_args, record=record)
 
 
 def apply_changes(fake) -> list[str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import ROOT, demo_config
+from .support.cli import ROOT
+from .support.blocks import demo_config
 from .fakes.fake_jira import FakeJira
 from .fakes.webhook import Webhook
 
@@ -127,7 +128,7 @@ def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
 
 
 def test_downstream_flow_runs_with_parameters_mapped_from_the_landed_event(tmp_path):
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "connectors.yaml").write_text(textwrap.dedent(demo_config(count=150, slice_=50)))
     with Webhook() as hook:
@@ -152,7 +153,7 @@ def test_downstream_flow_runs_with_parameters_mapped_from_the_landed_event(tmp_p
 
 
 def test_a_flow_waiting_for_two_tables_does_not_start_until_both_landed(tmp_path):
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "connectors.yaml").write_text(textwrap.dedent(demo_config(count=10, slice_=10)))
     assert run_cli(["run", "demo", "--stream", "products"], tmp_path).code == 0  # creates the ledger, wrong tables
@@ -164,7 +165,7 @@ def test_pods_run_the_locked_releases_isolated_and_in_process_building_them_at_t
     """Production's contract, run locally: blocks that pin nothing run exactly what connectors.lock names — here an
     OLDER faker than PyPI's newest — even in a pod whose connectors cache starts empty (the releases are built at task
     start); the Python connector runs isolated in its own environment, the Jira manifest in-process from its files."""
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "overrides").mkdir()
     (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())

@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
-import time
 from pathlib import Path
 
 import duckdb
 import yaml
 import pytest
 
-from .conftest import start_cli
+from .support.flowing import kill_when_flowing
 
 COUNT = 60_000
 CONFIG = f"""
@@ -40,32 +37,13 @@ def _state_offset(db) -> int | None:
         con.close()
 
 
-def _kill_after(project, seconds: float) -> None:
-    """Start a run, wait until records are flowing (the first progress line), then SIGKILL it `seconds` later."""
-    proc = start_cli(["run", "demo"], project.root)
-    flowing = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    # faker's worker process dies with its parent's pipe; give it a moment to go away before reopening the file
-    time.sleep(0.3)
-
-
 @pytest.mark.timeout(600)
 def test_sigkill_at_random_points_then_rerun(project):
     project.write_config(CONFIG)
     rng = random.Random(20261127)
     kills_with_data = 0
     for delay in [rng.uniform(0.0, 2.0) for _ in range(3)]:
-        _kill_after(project, delay)
+        kill_when_flowing(["run", "demo"], project.root, delay=delay)
         if not project.db.exists():
             continue
         offset = _state_offset(project.db)
@@ -110,7 +88,7 @@ def test_the_shipped_demo_block_lands_everything_after_a_kill(project):
     count = 200_000  # ~5-10 s of users: the kill lands mid-stream
     project.write_config(_shipped_demo_config(count))
     for delay in (0.5, 1.5, 3.0):
-        _kill_after(project, delay)
+        kill_when_flowing(["run", "demo"], project.root, delay=delay)
         offset = _state_offset(project.db) if project.db.exists() else None
         if offset is not None and offset < count:
             break

@@ -15,10 +15,9 @@ import math
 
 import pytest
 
-from .conftest import run_cli
+from .support.cli import run_cli
 from .fixtures.poison_records import CORPUS, SCHEMA, nested
-from .test_schema_evolution import api  # noqa: F401 - fixture
-from .test_snowflake_cli import env_for, sf  # noqa: F401 - fixture
+from .support.snowflake import env_for
 
 pytest.importorskip("fakesnow")
 

@@ -3,93 +3,10 @@ new fields become columns, values that don't fit their column are kept in `_inge
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-MANIFEST = """
-version: 6.61.6
-type: DeclarativeSource
-check: {type: CheckStream, stream_names: [widgets]}
-streams:
-  - type: DeclarativeStream
-    name: widgets
-    primary_key: [id]
-    schema_loader:
-      type: InlineSchemaLoader
-      schema:
-        type: object
-        properties:
-          id: {type: integer}
-          name: {type: [string, "null"]}
-          qty: {type: [integer, "null"]}
-          price: {type: [number, "null"]}
-          seen_at: {type: [string, "null"], format: date-time}
-          tags: {type: [array, "null"]}
-    retriever:
-      type: SimpleRetriever
-      requester:
-        type: HttpRequester
-        url_base: "{{ config['base_url'] }}"
-        path: /widgets
-        http_method: GET
-      record_selector:
-        type: RecordSelector
-        extractor: {type: DpathExtractor, field_path: [data]}
-spec:
-  type: Spec
-  connection_specification:
-    type: object
-    required: [base_url]
-    properties:
-      base_url: {type: string}
-"""
-
-CONFIG = """
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-connectors:
-  widgets:
-    team: ops
-    manifest: widgets.yaml
-    config: {{base_url: "{base_url}"}}
-    streams:
-      - name: widgets
-        write: {write}
-"""
-
-
-class _Api:
-    def __init__(self):
-        self.records: list[dict] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                body = json.dumps({"data": api.records}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def api():
-    a = _Api()
-    yield a
-    a.close()
+from .support.widgets import CONFIG, MANIFEST
 
 
 @pytest.mark.parametrize("write", ["dedup", "append"])

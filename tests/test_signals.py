@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 
 import psutil
 import pytest
 
-from .conftest import start_cli
+from .support.flowing import start_flowing
 
 COUNT = 200_000
 CONFIG = f"""
@@ -31,22 +30,11 @@ GRACE_S = 15  # what the README promises after SIGTERM (Kubernetes' default term
 
 def _start_and_wait_for_records(project):
     """A run that is reading (its first progress line), with its process tree (the isolated connector's child)."""
-    proc = start_cli(["run", "demo"], project.root)
-    flowing, lines = threading.Event(), []
-
-    def watch():
-        for line in proc.stderr:
-            lines.append(line)
-            if "records (" in line:
-                flowing.set()
-
-    reader = threading.Thread(target=watch, daemon=True)
-    reader.start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
+    run = start_flowing(["run", "demo"], project.root)
     time.sleep(1.0)
-    tree = psutil.Process(proc.pid).children(recursive=True)
+    tree = psutil.Process(run.proc.pid).children(recursive=True)
     assert tree, "no connector child process"
-    return proc, reader, lines, tree
+    return run.proc, run.reader, run.lines, tree
 
 
 def _gone(procs, timeout=10.0):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 
-from .conftest import ROOT, run_cli
+from .support.cli import ROOT, run_cli
 from .fakes.fake_greenscreens import FakeGreenscreens
 from .fakes.fake_jira import FakeJira
-from .test_snowflake_cli import assert_clean, env_for, sf  # noqa: F401 - `sf` is a fixture used below
-from . import test_truck_pricing as tp
+from .support import pullers
+from .support.snowflake import assert_clean, env_for
 
 JIRA_BLOCK = """
 connectors:
@@ -73,16 +73,16 @@ def test_jira_issues_land_the_same_in_snowflake_as_in_duckdb(project, sf):
 
 def test_a_puller_lands_in_snowflake_like_in_duckdb(project, sf):
     with FakeGreenscreens() as gs:
-        tp.write_block(project, gs)
+        pullers.write_pricing_block(project, gs)
         text = (project.root / "connectors.yaml").read_text()
         snowflake = sf.defaults()[sf.defaults().index("  snowflake:"):]
         (project.root / "connectors.yaml").write_text(text.replace("defaults:\n", "defaults:\n" + snowflake, 1))
-        env = {**env_for(project), **tp.gs_env(gs)}
+        env = {**env_for(project), **pullers.gs_env(gs)}
         for dest in ("snowflake", "duckdb", "snowflake"):  # the second Snowflake run re-prices nothing new
             r = run_cli(["run", "truck_prices", "--destination", dest], project.root, env=env)
             assert r.code == 0, r.output
             assert_clean(r)
             assert gs.client_secret not in r.output
-    duck = {lane_id for (lane_id,) in project.query(f"SELECT lane_id FROM {tp.TABLE}")}
-    snow = [lane_id for (lane_id,) in sf.query(f'SELECT "LANE_ID" FROM "{tp.TABLE.upper()}"')]
+    duck = {lane_id for (lane_id,) in project.query(f"SELECT lane_id FROM {pullers.PRICES_TABLE}")}
+    snow = [lane_id for (lane_id,) in sf.query(f'SELECT "LANE_ID" FROM "{pullers.PRICES_TABLE.upper()}"')]
     assert len(snow) == len(set(snow)) == len(duck) > 0 and set(snow) == duck

@@ -4,9 +4,8 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import demo_config
-from .test_events import _unauthorized
-from .test_schema_evolution import MANIFEST as WIDGETS_MANIFEST, _Api
+from .support.blocks import demo_config
+from .support.widgets import MANIFEST as WIDGETS_MANIFEST
 
 
 def _with_blocks(config: str, freshness: str) -> str:
@@ -36,11 +35,9 @@ def test_fresh_then_late_exits_non_zero_naming_the_stream(project):
     assert "demo_users" in table.stdout and "late" in table.stdout
 
 
-def test_failing_block_shows_the_error_class_and_exits_non_zero(project):
-    api = _Api()
-    try:
-        (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
-        project.write_config(f"""
+def test_failing_block_shows_the_error_class_and_exits_non_zero(project, api):
+    (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
+    project.write_config(f"""
 defaults:
   duckdb: {{path: warehouse.duckdb}}
 connectors:
@@ -51,20 +48,18 @@ connectors:
     streams: [{{name: widgets}}]
     freshness: 1h
 """)
-        api.records = [{"id": 1}, {"id": 2}]
-        assert project.cli("run", "widgets").code == 0
-        r, rows = _status(project)
-        assert r.code == 0 and rows[("widgets", "widgets")]["status"] == "fresh"
-        assert rows[("widgets", "widgets")]["rows_history"] == [2]
-        api.server.RequestHandlerClass.do_GET = _unauthorized
-        assert project.cli("run", "widgets").code == 1
-        r, rows = _status(project, "--team", "ops")
-        w = rows[("widgets", "widgets")]
-        assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
-        assert w["last_load_rows"] == 2  # the last good load is still known
-        assert "widgets.widgets is failing" in r.stderr
-    finally:
-        api.close()
+    api.records = [{"id": 1}, {"id": 2}]
+    assert project.cli("run", "widgets").code == 0
+    r, rows = _status(project)
+    assert r.code == 0 and rows[("widgets", "widgets")]["status"] == "fresh"
+    assert rows[("widgets", "widgets")]["rows_history"] == [2]
+    api.refuse(401)  # bad credentials
+    assert project.cli("run", "widgets").code == 1
+    r, rows = _status(project, "--team", "ops")
+    w = rows[("widgets", "widgets")]
+    assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
+    assert w["last_load_rows"] == 2  # the last good load is still known
+    assert "widgets.widgets is failing" in r.stderr
 
 
 def test_unknown_team_is_a_usage_error(project):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import re
 import subprocess
@@ -44,7 +43,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .fake_greenscreens import RETRY_AFTER_WHOLE_SECONDS, ROOT, LoopbackServer, RollingWindowLimit, run_cli_in_cassette
+from tests.support import cassettes as _cassettes
+from tests.support.cli import ROOT
+from tests.support.net import RETRY_AFTER_WHOLE_SECONDS, LoopbackServer, RollingWindowLimit
 
 PREFIX = "/qc/services"
 RETRIEVAL = "2025-01-15T13:24:24.953+0000"
@@ -277,24 +278,12 @@ def make_vcr(record: bool):
     )
 
 
-def cassette_main(argv: list[str]) -> int:
-    split = argv.index("--") if "--" in argv else len(argv)
-    ours, cli_args = argv[:split], argv[split + 1:]
-    return run_cli_in_cassette(ours[ours.index("--cassette") + 1], cli_args, make_vcr("--record" in ours))
-
-
-RUNNER = "import sys; from tests.fakes.fake_fmcsa import cassette_main; sys.exit(cassette_main(sys.argv[1:]))"
-
-
 def cassette_command(cassette: Path, *cli_args: str, record: bool = False) -> list[str]:
-    return [sys.executable, "-c", RUNNER, "--cassette", str(cassette), *(["--record"] if record else []), "--", *cli_args]
+    return _cassettes.cassette_command(cassette, *cli_args, record=record, vcr="tests.fakes.fake_fmcsa:make_vcr", allow_unplayed=True)
 
 
 def cassette_env(key: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "FMCSA_"))}
-    env.setdefault("METAFLOW_USER", "ci")
-    env.update({KEY_ENV: key, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
-    return env
+    return _cassettes.cassette_env({KEY_ENV: key}, ("INGEST_", "FMCSA_"))
 
 
 def record() -> None:

@@ -1,18 +1,21 @@
-"""Run the real `ingest` CLI (`ingest.cli:main`) inside a vcrpy cassette, so a CLI run in a subprocess can be
-recorded or replayed exactly as a user would type it.
+"""The one VCR runner: run the real `ingest` CLI (`ingest.cli:main`) inside a vcrpy cassette, in a subprocess, so a
+CLI run can be recorded or replayed exactly as a user would type it. Every cassette suite (Jira, Greenscreens,
+FMCSA) goes through it; each brings only its `make_vcr(record)` (what to sanitize, what to match on).
 
-    python tests/vcr_cli.py --cassette fixtures/cassettes/jira/issues_initial.yaml -- run jira --stream issues
-    python tests/vcr_cli.py --cassette X.yaml --record -- -c connectors.yaml run jira --stream issues
+    python -m tests.support.cassettes --cassette fixtures/cassettes/jira/issues_initial.yaml -- run jira --stream issues
+    python -m tests.support.cassettes --cassette X.yaml --record -- -c connectors.yaml run jira --stream issues
+    python -m tests.support.cassettes --vcr tests.fakes.fake_fmcsa:make_vcr --cassette X.yaml -- run carrier_safety
 
-Everything after ``--`` goes to the CLI unchanged; the exit code is the CLI's.
+Everything after ``--`` goes to the CLI unchanged; the exit code is the CLI's. `cassette_command(...)` builds such a
+command line for a test (it runs from any directory: the repository is put on sys.path).
 
 Replay (the default) uses record mode ``none``: a request that is not in the cassette raises vcrpy's
 CannotOverwriteExistingCassetteException inside the connector, so the sync fails (exit 1) instead of reaching
 the network. Each recorded response is played at most once, in order of matching, and a successful run that left
 recorded interactions unplayed exits 3 (`--allow-unplayed` to accept that).
 
-Recording (``--record``, record mode ``all``: the file is rewritten from scratch) is meant to be pointed at a
-loopback server (tests/record_jira_cassettes.py uses tests/fakes/fake_jira.py). What is stored is sanitized:
+The default `make_vcr` (the Jira cassettes') records against a loopback server (tests/record_jira_cassettes.py uses
+tests/fakes/fake_jira.py). What is stored is sanitized:
 
 * the ``Authorization`` (and ``Cookie``) request headers are dropped;
 * ``http://127.0.0.1:<port>`` / ``http://localhost:<port>`` in request URIs and response bodies is rewritten to
@@ -28,9 +31,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib
+import os
 import re
 import sys
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SITE = "https://acme.atlassian.net"
 MATCH_ON = ("method", "scheme", "host", "port", "path", "query")
 _LOOPBACK = r"http://(?:127\.0\.0\.1|localhost|\[::1\]):\d+"
@@ -91,6 +98,47 @@ def make_vcr(record: bool, site: str = DEFAULT_SITE):
     )
 
 
+def run_cli_in_cassette(cassette: str, cli_args: list[str], vcr_obj, *, check_unplayed: bool = False) -> int:
+    """The real `ingest` CLI inside a cassette; returns its exit code (3: replay succeeded but left recorded
+    interactions unplayed, when `check_unplayed`)."""
+    from ingest.cli import main as ingest_main
+
+    with vcr_obj.use_cassette(cassette, allow_playback_repeats=False) as played:
+        try:
+            ingest_main.main(args=cli_args, prog_name="ingest", standalone_mode=True)
+        except SystemExit as exc:  # click always exits; keep the cassette context until here
+            code = exc.code
+        else:
+            code = 0
+    code = 0 if code is None else code if isinstance(code, int) else 1
+    if check_unplayed and code == 0 and not played.all_played:
+        unplayed = sum(1 for i in range(len(played.data)) if not played.play_counts[i])
+        print(f"vcr_cli: {unplayed} recorded interaction(s) of {cassette} were never requested "
+              "(the run stopped early or asked for less than was recorded)", file=sys.stderr)
+        return 3
+    return code
+
+
+_RUNNER = "import sys; sys.path.insert(0, sys.argv.pop(1)); from tests.support.cassettes import main; sys.exit(main())"
+
+
+def cassette_command(cassette: Path, *cli_args: str, record: bool = False, vcr: str | None = None,
+                     allow_unplayed: bool = False) -> list[str]:
+    """The command line that runs `ingest <cli_args>` inside `cassette`; `vcr`: "module:function" of the suite's
+    make_vcr(record) (default: this module's, the Jira cassettes')."""
+    ours = ["--cassette", str(cassette), *(["--record"] if record else []), *(["--vcr", vcr] if vcr else []),
+            *(["--allow-unplayed"] if allow_unplayed else [])]
+    return [sys.executable, "-c", _RUNNER, str(ROOT), *ours, "--", *cli_args]
+
+
+def cassette_env(secrets: dict, drop_prefixes: tuple[str, ...]) -> dict:
+    """This process's environment without the variables a suite's project reads (`drop_prefixes`), plus `secrets`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(drop_prefixes)}
+    env.setdefault("METAFLOW_USER", "ci")
+    env.update({**secrets, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+    return env
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" in argv:
@@ -101,27 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vcr_cli", description="Run `ingest` inside a vcrpy cassette.")
     parser.add_argument("--cassette", required=True, help="cassette file (YAML)")
     parser.add_argument("--record", action="store_true", help="record (rewrite the cassette) instead of replaying")
-    parser.add_argument("--site", default=DEFAULT_SITE, help="origin that loopback URLs are rewritten to")
+    parser.add_argument("--vcr", help="module:function building the suite's vcr.VCR from `record` (default: Jira's)")
+    parser.add_argument("--site", default=DEFAULT_SITE, help="(default VCR) origin that loopback URLs are rewritten to")
     parser.add_argument("--allow-unplayed", action="store_true",
                         help="replay: do not fail when some recorded interactions were never requested")
     opts = parser.parse_args(ours)
-
-    from ingest.cli import main as ingest_main
-
-    with make_vcr(opts.record, opts.site).use_cassette(opts.cassette, allow_playback_repeats=False) as cassette:
-        try:
-            ingest_main.main(args=cli_args, prog_name="ingest", standalone_mode=True)
-        except SystemExit as exc:  # click always exits; keep the cassette context until here
-            code = exc.code
-        else:
-            code = 0
-    code = 0 if code is None else code if isinstance(code, int) else 1
-    if not opts.record and not opts.allow_unplayed and code == 0 and not cassette.all_played:
-        unplayed = sum(1 for i in range(len(cassette.data)) if not cassette.play_counts[i])
-        print(f"vcr_cli: {unplayed} recorded interaction(s) of {opts.cassette} were never requested "
-              "(the run stopped early or asked for less than was recorded)", file=sys.stderr)
-        return 3
-    return code
+    if opts.vcr:
+        module, _, name = opts.vcr.partition(":")
+        vcr_obj = getattr(importlib.import_module(module), name)(opts.record)
+    else:
+        vcr_obj = make_vcr(opts.record, opts.site)
+    return run_cli_in_cassette(opts.cassette, cli_args, vcr_obj,
+                               check_unplayed=not opts.record and not opts.allow_unplayed)
 
 
 if __name__ == "__main__":

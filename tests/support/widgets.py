@@ -1,0 +1,83 @@
+"""A declarative-manifest block (`widgets`) against a loopback API whose records the test sets between runs: the
+schema-evolution, events, status and poison-record suites all sync it, into DuckDB and into Snowflake."""
+from __future__ import annotations
+
+from typing import Any
+
+from .net import LoopbackServer
+
+MANIFEST = """
+version: 6.61.6
+type: DeclarativeSource
+check: {type: CheckStream, stream_names: [widgets]}
+streams:
+  - type: DeclarativeStream
+    name: widgets
+    primary_key: [id]
+    schema_loader:
+      type: InlineSchemaLoader
+      schema:
+        type: object
+        properties:
+          id: {type: integer}
+          name: {type: [string, "null"]}
+          qty: {type: [integer, "null"]}
+          price: {type: [number, "null"]}
+          seen_at: {type: [string, "null"], format: date-time}
+          tags: {type: [array, "null"]}
+    retriever:
+      type: SimpleRetriever
+      requester:
+        type: HttpRequester
+        url_base: "{{ config['base_url'] }}"
+        path: /widgets
+        http_method: GET
+      record_selector:
+        type: RecordSelector
+        extractor: {type: DpathExtractor, field_path: [data]}
+spec:
+  type: Spec
+  connection_specification:
+    type: object
+    required: [base_url]
+    properties:
+      base_url: {type: string}
+"""
+
+CONFIG = """
+defaults:
+  duckdb: {{path: warehouse.duckdb}}
+connectors:
+  widgets:
+    team: ops
+    manifest: widgets.yaml
+    config: {{base_url: "{base_url}"}}
+    streams:
+      - name: widgets
+        write: {write}
+"""
+
+
+class WidgetsApi(LoopbackServer):
+    """Serves `{"data": records}` on every GET; `refuse(401, body)` makes every later request fail that way."""
+
+    def __init__(self):
+        super().__init__()
+        self.records: list[dict] = []
+        self.refusal: tuple[int, Any] | None = None
+        self.start()
+
+    @property
+    def base_url(self) -> str:
+        return self.origin
+
+    def refuse(self, status: int = 401, body: Any = None) -> None:
+        self.refusal = (status, {"message": "bad credentials"} if body is None else body)
+
+    def handle(self, method, path, query, headers, raw):
+        if self.refusal is not None:
+            return self.refusal[0], self.refusal[1], {}, {}
+        return 200, {"data": self.records}, {}, {}
+
+    def close(self) -> None:
+        self.stop()
