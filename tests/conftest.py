@@ -59,3 +59,41 @@ def sf(tmp_path):
     server.start()
     yield server
     server.stop()
+
+
+# ------------------------------------------------------------------------------------------- fast part vs end to end
+# A test is end to end (`e2e`) when it drives a real process or a whole sync: it uses a project directory or a fakesnow
+# server, or its body starts the CLI, a connector, a flow or a sync. Everything else is an in-process unit test:
+# `pytest -m "not e2e"` runs that part alone in well under a minute.
+_E2E_FIXTURES = {"project", "sf", "destination"}
+_E2E_CALLS = ("run_cli(", "start_cli(", "project.cli(", ".cli(", "start_flowing(", "kill_when_flowing(", "subprocess.",
+              "cassette_command(", "Runner(", "AirbyteManager(", "ingest.run(", "start([", "ingest([")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    sources: dict = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        if function not in sources:
+            try:
+                sources[function] = inspect.getsource(function)
+            except (OSError, TypeError):
+                sources[function] = ""
+        if _E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or any(c in sources[function] for c in _E2E_CALLS):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(params=["duckdb", "snowflake"])
+def destination(request, project):
+    """The same scenario against DuckDB and against Snowflake (a fakesnow server)."""
+    from .support import destinations
+
+    if request.param == "duckdb":
+        yield destinations.DuckDB(project)
+        return
+    server = request.getfixturevalue("sf")
+    yield destinations.Snowflake(project, server)

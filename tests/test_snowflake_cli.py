@@ -5,24 +5,22 @@ killed and restarted without losing committed data).
 What this shows honestly (fakesnow runs the same SQL the destination sends to Snowflake, except SWAP WITH):
 the demo block lands the same rows as a DuckDB run; the second run is incremental; `state show/reset` work;
 --full-refresh replaces the table (through fakesnow's DROP + RENAME path, see docs/snowflake.md); new fields become
-columns and misfits land in _INGEST_REJECTED; a SIGKILL anywhere loses nothing and duplicates nothing; Snowflake
+columns and misfits land in _INGEST_REJECTED; a SIGKILL anywhere loses nothing and duplicates nothing (test_kill_rerun.py, shared with DuckDB); Snowflake
 errors are one clear line (exit 1) and keep what was committed. What fakesnow cannot show (SWAP WITH, QUERY_TAG,
 privileges, quotas) is asserted on the generated SQL in test_snowflake_sql.py and listed in docs/snowflake.md.
 """
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
 
 from .support import blocks
 from .support.cli import start_cli
-from .support.flowing import kill_when_flowing
 from .support.snowflake import ENV, PASSWORD, RefusingLogin, assert_clean, cli, env_for, sf_defaults
 from .support.net import free_port
-from .support.widgets import MANIFEST
+from .support.widgets import MANIFEST, assert_misfits_kept
 
 pytest.importorskip("snowflake.connector")
 pytest.importorskip("fakesnow")
@@ -216,13 +214,9 @@ def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):
         assert json.loads(sf.scalar("SELECT COLUMN_MAP FROM _INGEST_TABLES WHERE TABLE_NAME = ?", [table]))["SIZECM"] == "sizeCm"
         latest = "" if write == "dedup" else f" AND _INGEST_RUN_ID = (SELECT MAX(_INGEST_RUN_ID) FROM {table})"
         rows = {r[0]: r[1:] for r in sf.query(
-            f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, SIZECM, _INGEST_REJECTED FROM {table} WHERE ID IN (1, 3)" + latest)}
-        qty, price, seen_null, color, size, rejected = rows[1]
-        assert qty is None and price == 1.5 and seen_null and color == "red" and size == 4
-        assert json.loads(rejected) == {"qty": "n/a", "seen_at": "yesterday"}
-        qty, price, seen_null, color, size, rejected = rows[3]
-        assert qty is None and price is None and color == "blue" and size == 2
-        assert json.loads(rejected) == {"qty": 2.5, "price": "cheap"}
+            f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, _INGEST_REJECTED, SIZECM FROM {table} WHERE ID IN (1, 3)" + latest)}
+        assert_misfits_kept(rows)
+        assert rows[1][5] == 4 and rows[3][5] == 2  # sizeCm
         if write == "dedup":
             assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 3  # 1 replaced, 2 kept, 3 added
             assert sf.scalar(f"SELECT QTY FROM {table} WHERE ID = 2") == 7
@@ -230,50 +224,9 @@ def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):
             assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 4
 
 
-KILL_COUNT = 6000
-
-
 def _state_offset(sf) -> int | None:
     rows = sf.query("SELECT STATE FROM _INGEST_STATE WHERE BLOCK = 'demo' AND STATE_KEY = 'users'")
     return None if not rows else json.loads(rows[0][0])["stream"]["stream_state"]["loop_offset"]
-
-
-@pytest.mark.timeout(600)
-def test_sigkill_mid_load_then_rerun_loses_and_duplicates_nothing(project, sf):
-    # always_updated: every run re-reads all users with new updated_at values, so a rerun re-delivers what was landed
-    defaults = sf.defaults(batch=250).replace("defaults:\n", "defaults:\n  destination: snowflake\n")
-    project.write_config(defaults + demo_block(count=KILL_COUNT, slice_=250, streams=("users",), always_updated=True, seed=3))
-    rng = random.Random(20261127)
-    kills_with_data = 0
-    for delay in [rng.uniform(0.0, 2.5) for _ in range(3)]:
-        kill_when_flowing(["run", "demo", "--destination", "snowflake"], project.root, env_for(project), delay, settle=0)
-        sf.restart()  # the killed session's open transaction (if any) is rolled back, as Snowflake does when it aborts it
-        offset = _state_offset(sf)
-        if "DEMO_USERS" in sf.tables():
-            assert sf.scalar("SELECT COUNT(*) - COUNT(DISTINCT ID) FROM DEMO_USERS") == 0
-        if offset is not None and offset < KILL_COUNT:
-            kills_with_data += 1
-            # State never ahead of data: every user the checkpoint claims (ids 1..offset) is in the table.
-            assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS WHERE ID <= ?", [offset]) == offset
-    # status (read-only) already shows the last killed run as failing; the rerun records every one as killed
-    dead = [r for (r,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'running' ORDER BY STARTED_AT")]
-    r = cli(project, "status", "--json")
-    users = json.loads(r.stdout)
-    assert r.code == 1 and users["status"] == "failing" and users["failure_class"] == "killed", r.output
-    assert dead[-1] in users["failure_message"]
-    r = cli(project, "run", "demo", "--destination", "snowflake", timeout=300)
-    assert r.code == 0, r.output
-    # (each killed run was recorded by the next run: only the last one was still `running` before this rerun)
-    killed = [k for (k,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'killed' ORDER BY STARTED_AT")]
-    assert dead == killed[-1:] and len(killed) >= 1
-    events = sf.query("SELECT RUN_ID, PAYLOAD:error_class::VARCHAR FROM _INGEST_EVENTS WHERE NAME = 'data_failed.demo.users'")
-    assert sorted(events) == sorted((k, "killed") for k in killed)
-    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == KILL_COUNT
-    assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS") == KILL_COUNT
-    assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
-    statuses = [s for (s,) in sf.query("SELECT STATUS FROM _INGEST_RUNS ORDER BY STARTED_AT")]
-    assert statuses[-1] == "succeeded" and statuses.count("killed") == len(statuses) - 1
-    assert _state_offset(sf) == KILL_COUNT
 
 
 def test_snowflake_error_mid_run_is_one_clear_line_and_keeps_committed_data(project, sf):

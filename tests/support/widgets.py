@@ -2,6 +2,7 @@
 schema-evolution, events, status and poison-record suites all sync it, into DuckDB and into Snowflake."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .net import LoopbackServer
@@ -81,3 +82,14 @@ class WidgetsApi(LoopbackServer):
 
     def close(self) -> None:
         self.stop()
+
+
+def assert_misfits_kept(rows: dict) -> None:
+    """After the second batch: id 1 and 3 as (qty, price, seen_at IS NULL, color, _ingest_rejected, ...): values
+    that do not fit their column are NULL there and kept, as sent, in `_ingest_rejected`."""
+    qty, price, seen_null, color, rejected = rows[1][:5]
+    assert qty is None and price == 1.5 and seen_null and color == "red"
+    assert json.loads(rejected) == {"qty": "n/a", "seen_at": "yesterday"}
+    qty, price, seen_null, color, rejected = rows[3][:5]
+    assert qty is None and price is None and color == "blue"
+    assert json.loads(rejected) == {"qty": 2.5, "price": "cheap"}
