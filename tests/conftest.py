@@ -66,6 +66,8 @@ def sf(tmp_path):
 # server, or its body starts the CLI, a connector, a flow or a sync. Everything else is an in-process unit test:
 # `pytest -m "not e2e"` runs that part alone in well under a minute.
 _E2E_FIXTURES = {"project", "sf", "destination"}
+# suites whose every test runs connectors, flows or deploy tooling in child processes
+_E2E_MODULES = {"test_argo_compile", "test_connector_envs", "test_flows", "test_isolated", "test_packaged_manifests"}
 _E2E_CALLS = ("run_cli(", "start_cli(", "project.cli(", ".cli(", "start_flowing(", "kill_when_flowing(", "subprocess.",
               "cassette_command(", "Runner(", "AirbyteManager(", "ingest.run(", "start([", "ingest([")
 
@@ -83,7 +85,9 @@ def pytest_collection_modifyitems(config, items):
                 sources[function] = inspect.getsource(function)
             except (OSError, TypeError):
                 sources[function] = ""
-        if _E2E_FIXTURES & set(getattr(item, "fixturenames", ())) or any(c in sources[function] for c in _E2E_CALLS):
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if (module in _E2E_MODULES or _E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or any(c in sources[function] for c in _E2E_CALLS)):
             item.add_marker(pytest.mark.e2e)
 
 
