@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from .support.blocks import demo_config
-from .fakes.lineage_receiver import closed_port
+from .support.net import closed_port
 from .fakes.webhook import Webhook
 from .support.widgets import CONFIG as WIDGETS_CONFIG, MANIFEST as WIDGETS_MANIFEST
 

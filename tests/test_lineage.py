@@ -36,7 +36,8 @@ from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaf
 from ingest.manager import StreamResult
 
 from .support.blocks import prepared
-from .fakes.lineage_receiver import ENDPOINT, LineageReceiver, closed_port, silent_port
+from .fakes.lineage_receiver import ENDPOINT, LineageReceiver
+from .support.net import closed_port, silent_port
 
 ROOT = Path(__file__).resolve().parents[1]
 API_TOKEN = "jira-token-Zq81xWv0secret"

@@ -11,18 +11,7 @@ from .support.flowing import start_flowing
 from .support.blocks import demo_config
 
 COUNT = 150_000
-CONFIG = f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: 2000}}
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    config: {{count: {COUNT}, seed: 5, records_per_slice: 1000, parallelism: 1, always_updated: false}}
-    streams:
-      - name: users
-"""
+CONFIG = demo_config(COUNT, 1000, batch=2000, streams=("users",), seed=5)
 
 
 def _running(project):

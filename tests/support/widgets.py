@@ -5,45 +5,37 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .blocks import dump
 from .net import LoopbackServer
 
-MANIFEST = """
-version: 6.61.6
-type: DeclarativeSource
-check: {type: CheckStream, stream_names: [widgets]}
-streams:
-  - type: DeclarativeStream
-    name: widgets
-    primary_key: [id]
-    schema_loader:
-      type: InlineSchemaLoader
-      schema:
-        type: object
-        properties:
-          id: {type: integer}
-          name: {type: [string, "null"]}
-          qty: {type: [integer, "null"]}
-          price: {type: [number, "null"]}
-          seen_at: {type: [string, "null"], format: date-time}
-          tags: {type: [array, "null"]}
-    retriever:
-      type: SimpleRetriever
-      requester:
-        type: HttpRequester
-        url_base: "{{ config['base_url'] }}"
-        path: /widgets
-        http_method: GET
-      record_selector:
-        type: RecordSelector
-        extractor: {type: DpathExtractor, field_path: [data]}
-spec:
-  type: Spec
-  connection_specification:
-    type: object
-    required: [base_url]
-    properties:
-      base_url: {type: string}
-"""
+def manifest(stream: str, path: str, properties: dict) -> str:
+    """A declarative manifest: one stream (primary key `id`) read from GET `path` of the config's `base_url`, its
+    records under `data`, with `properties` as its inline JSON schema."""
+    return dump({
+        "version": "6.61.6", "type": "DeclarativeSource",
+        "check": {"type": "CheckStream", "stream_names": [stream]},
+        "streams": [{
+            "type": "DeclarativeStream", "name": stream, "primary_key": ["id"],
+            "schema_loader": {"type": "InlineSchemaLoader", "schema": {"type": "object", "properties": properties}},
+            "retriever": {
+                "type": "SimpleRetriever",
+                "requester": {"type": "HttpRequester", "url_base": "{{ config['base_url'] }}", "path": path, "http_method": "GET"},
+                "record_selector": {"type": "RecordSelector", "extractor": {"type": "DpathExtractor", "field_path": ["data"]}},
+            },
+        }],
+        "spec": {"type": "Spec", "connection_specification": {
+            "type": "object", "required": ["base_url"], "properties": {"base_url": {"type": "string"}}}},
+    })
+
+
+MANIFEST = manifest("widgets", "/widgets", {
+    "id": {"type": "integer"},
+    "name": {"type": ["string", "null"]},
+    "qty": {"type": ["integer", "null"]},
+    "price": {"type": ["number", "null"]},
+    "seen_at": {"type": ["string", "null"], "format": "date-time"},
+    "tags": {"type": ["array", "null"]},
+})
 
 CONFIG = """
 defaults:
