@@ -37,20 +37,6 @@ MANIFEST = manifest("widgets", "/widgets", {
     "tags": {"type": ["array", "null"]},
 })
 
-CONFIG = """
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-connectors:
-  widgets:
-    team: ops
-    manifest: widgets.yaml
-    config: {{base_url: "{base_url}"}}
-    streams:
-      - name: widgets
-        write: {write}
-"""
-
-
 class WidgetsApi(LoopbackServer):
     """Serves `{"data": records}` on every GET; `refuse(401, body)` makes every later request fail that way."""
 
