@@ -1,6 +1,6 @@
 """Plain helpers the test modules share (not test modules: pytest collects nothing here).
 
-One home per concern: `cli` (run the real CLI: a subprocess, or click's CliRunner in-process), `flowing` (start a
+One home per concern: `cli` (run the real CLI in a subprocess), `flowing` (start a
 run and act once records flow: kill, signal, read beside it), `net` (ports and the loopback HTTP server base the
 fakes build on), `vcr` (the CLI inside a vcrpy cassette), `blocks` (connectors.yaml from dicts), `widgets` (a
 loopback API whose records change shape), `snowflake` (a fakesnow server per test), `destinations` (one scenario

@@ -1,7 +1,8 @@
-"""Run the real CLI as a user would: in a subprocess (`run_cli`, `start_cli`) in a temp project directory, or
-in-process through click's CliRunner (`invoke_cli`) where a real process proves nothing (argument errors, help,
-read commands). Subprocesses stay for what needs a process: exit codes after a crash, signals, kills, environment
-isolation, and anything a second process must observe."""
+"""Run the real CLI as a user would: in a subprocess (`run_cli`, `start_cli`, `finish`) in a temp project directory.
+
+Not click's CliRunner: `ingest` configures the root logger, installs a SIGTERM handler and registers every secret it
+resolves with the process-wide redactor, so in-process runs would leak state from one test into the next. Tests that
+need no process call the library instead (`ingest.run`, `load_project`)."""
 from __future__ import annotations
 
 import os
