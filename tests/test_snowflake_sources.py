@@ -8,24 +8,9 @@ import shutil
 from .support.cli import ROOT, run_cli
 from .fakes.fake_greenscreens import FakeGreenscreens
 from .fakes.fake_jira import FakeJira
-from .support import pullers
+from .support import blocks, pullers
 from .support.snowflake import assert_clean, env_for
 
-JIRA_BLOCK = """
-connectors:
-  jira:
-    team: fraud
-    source: airbyte-source-jira==4.0.0
-    overrides: overrides/source-jira.yaml
-    config:
-      domain: acme.atlassian.net
-      base_url: {base_url}
-      email: ${{JIRA_EMAIL}}
-      api_token: ${{JIRA_API_TOKEN}}
-      max_retries: 1
-    streams:
-      - name: issues
-"""
 
 
 def _duck_issues(project) -> set[tuple]:
@@ -39,7 +24,7 @@ def _sf_issues(sf) -> set[tuple]:
 def test_jira_issues_land_the_same_in_snowflake_as_in_duckdb(project, sf):
     with FakeJira(issue_count=80, seed=11, token="tok-SF-jira-SECRET-77") as jira:
         shutil.copytree(ROOT / "overrides", project.root / "overrides")
-        project.write_config(sf.defaults() + JIRA_BLOCK.format(base_url=jira.base_url))
+        project.write_config(sf.defaults() + blocks.dump({"connectors": {"jira": blocks.jira_block(jira.base_url)}}))
         env = {**env_for(project), "JIRA_EMAIL": jira.email, "JIRA_API_TOKEN": jira.token}
 
         def run(*args):

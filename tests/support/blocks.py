@@ -69,3 +69,11 @@ def prepared(block):
 
     prepare(block)
     return block
+
+
+def jira_block(base_url: str, source: str = "airbyte-source-jira==4.0.0", **settings: Any) -> dict:
+    """The Jira block against a loopback fake (tests/fakes/fake_jira.py), with the repo's override copied next to it."""
+    return {"team": "fraud", "source": source, "overrides": "overrides/source-jira.yaml",
+            "config": {"domain": "acme.atlassian.net", "base_url": base_url, "email": "${JIRA_EMAIL}",
+                       "api_token": "${JIRA_API_TOKEN}", "max_retries": 1},
+            "streams": [{"name": "issues"}], **settings}
