@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -117,16 +116,9 @@ def apply_changes(fake) -> list[str]:
     return [TOUCHED_ID, EDITED_ID, *(i["id"] for i in added)]
 
 
-def _run(cmd: list[str], cwd: Path, fake_env: dict) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=fake_env, capture_output=True, text=True, timeout=300)
-    sys.stderr.write(proc.stderr)
-    sys.stdout.write(proc.stdout)
-    if proc.returncode != 0:
-        raise SystemExit(f"recording failed (exit {proc.returncode}): {' '.join(cmd)}")
-
-
 def record() -> None:
     from tests.fakes.fake_jira import FakeJira
+    from tests.support.cassettes import check_written, record_run
 
     CASSETTE_DIR.mkdir(parents=True, exist_ok=True)
     with FakeJira(seed=SEED, issue_count=ISSUES, email=EMAIL, token=TOKEN) as fake, \
@@ -136,17 +128,15 @@ def record() -> None:
         for cassette in (INITIAL, INCREMENTAL):
             cassette.unlink(missing_ok=True)
 
-        _run(vcr_cli_command(INITIAL, "run", "jira", "--stream", "issues", record=True), root, env())
+        record_run(INITIAL, vcr_cli_command(INITIAL, "run", "jira", "--stream", "issues", record=True), root, env())
         changed = apply_changes(fake)
-        _run(vcr_cli_command(INCREMENTAL, "run", "jira", "--stream", "issues", record=True), root, env())
+        record_run(INCREMENTAL, vcr_cli_command(INCREMENTAL, "run", "jira", "--stream", "issues", record=True), root, env())
 
         paths = {r.path for r in fake.requests}
         assert paths == {"/rest/api/3/search/jql"}, f"unexpected endpoints recorded: {sorted(paths)}"
         assert all(r.status == 200 for r in fake.requests), [(r.path, r.status) for r in fake.requests]
     for cassette in (INITIAL, INCREMENTAL):
-        text = cassette.read_text()
-        assert "127.0.0.1" not in text and TOKEN not in text and "uthorization" not in text, cassette
-        print(f"wrote {cassette.relative_to(ROOT)} ({len(text):,} bytes)")
+        check_written(cassette, "127.0.0.1", TOKEN, "uthorization")
     print(f"changed between the recordings: {', '.join(changed)}")
 
 

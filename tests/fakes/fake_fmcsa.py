@@ -36,7 +36,6 @@ import copy
 import json
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from datetime import date, timedelta
@@ -292,21 +291,10 @@ def record() -> None:
     with FakeFMCSA(web_key=RECORDING_KEY) as fake, tempfile.TemporaryDirectory(prefix="record-fmcsa-") as tmp:
         root = Path(tmp)
         (root / "connectors.yaml").write_text(project_config(base_url=fake.base_url))
-        CARRIERS.unlink(missing_ok=True)
-        proc = subprocess.run(cassette_command(CARRIERS, "run", "carrier_safety", record=True), cwd=root,
-                              env=cassette_env(RECORDING_KEY), capture_output=True, text=True, timeout=300)
-        sys.stderr.write(proc.stderr)
-        sys.stdout.write(proc.stdout)
-        if proc.returncode != 0:
-            raise SystemExit(f"recording failed (exit {proc.returncode})")
-    text = CARRIERS.read_text()
-    assert RECORDING_KEY not in text and "127.0.0.1" not in text, CARRIERS
-    print(f"wrote {CARRIERS.relative_to(ROOT)} ({len(text):,} bytes)")
+        _cassettes.record_run(CARRIERS, cassette_command(CARRIERS, "run", "carrier_safety", record=True), root,
+                              cassette_env(RECORDING_KEY))
+    _cassettes.check_written(CARRIERS, RECORDING_KEY, "127.0.0.1")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["record"]:
-        record()
-    else:
-        print(__doc__)
-        sys.exit(2)
+    sys.exit(_cassettes.recorder_main(record, __doc__))

@@ -43,7 +43,6 @@ import json
 import math
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -373,22 +372,11 @@ def record() -> None:
         shutil.copyfile(LANES_CSV, root / "lanes.csv")
         for cassette, csv_file in ((INITIAL, LANES_CSV), (INCREMENTAL, LANES_MORE_CSV)):
             shutil.copyfile(csv_file, root / "lanes.csv")
-            cassette.unlink(missing_ok=True)
-            proc = subprocess.run(cassette_command(cassette, "run", "truck_prices", record=True), cwd=root,
-                                  env=cassette_env(RECORDING_SECRET), capture_output=True, text=True, timeout=300)
-            sys.stderr.write(proc.stderr)
-            sys.stdout.write(proc.stdout)
-            if proc.returncode != 0:
-                raise SystemExit(f"recording {cassette.name} failed (exit {proc.returncode})")
+            _cassettes.record_run(cassette, cassette_command(cassette, "run", "truck_prices", record=True), root,
+                                  cassette_env(RECORDING_SECRET))
         for cassette in (INITIAL, INCREMENTAL):
-            text = cassette.read_text()
-            assert RECORDING_SECRET not in text and "127.0.0.1" not in text and ".fake" not in text, cassette
-            print(f"wrote {cassette.relative_to(ROOT)} ({len(text):,} bytes)")
+            _cassettes.check_written(cassette, RECORDING_SECRET, "127.0.0.1", ".fake")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["record"]:
-        record()
-    else:
-        print(__doc__)
-        sys.exit(2)
+    sys.exit(_cassettes.recorder_main(record, __doc__))

@@ -34,6 +34,7 @@ import copy
 import importlib
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -137,6 +138,33 @@ def cassette_env(secrets: dict, drop_prefixes: tuple[str, ...]) -> dict:
     env.setdefault("METAFLOW_USER", "ci")
     env.update({**secrets, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
     return env
+
+
+def record_run(cassette: Path, command: list[str], cwd: Path, env: dict) -> None:
+    """Rewrite `cassette` by running a recording `command` (from `cassette_command(..., record=True)`); its output is
+    shown, and a failed recording stops the recorder."""
+    cassette.unlink(missing_ok=True)
+    proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    sys.stderr.write(proc.stderr)
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        raise SystemExit(f"recording {cassette.name} failed (exit {proc.returncode})")
+
+
+def check_written(cassette: Path, *forbidden: str) -> None:
+    """A recorded cassette holds none of `forbidden` (secrets, loopback addresses); say what was written."""
+    text = cassette.read_text()
+    assert not any(f in text for f in forbidden), cassette
+    print(f"wrote {cassette.relative_to(ROOT)} ({len(text):,} bytes)")
+
+
+def recorder_main(record, doc: str) -> int:
+    """`python -m tests.fakes.<fake> record`: rewrite that fake's cassettes; anything else prints its docstring."""
+    if sys.argv[1:] == ["record"]:
+        record()
+        return 0
+    print(doc)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
