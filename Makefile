@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (see README):
 #   make demo   -> set up and run the demo block into a local DuckDB file (no credentials)
-#   make test   -> set up and run the test suite
+#   make test   -> set up and run the test suite (two workers)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -23,8 +23,10 @@ demo: setup
 	@echo "  $(BIN)/ingest status --team platform"
 	@echo "  $(BIN)/python -c \"import duckdb; print(duckdb.connect('warehouse.duckdb').sql('select id, name, email, updated_at from demo_users limit 5'))\""
 
+# Two workers (pytest-xdist): most tests wait on subprocesses and loopback servers, so two keep both cores busy.
+# TEST_ARGS to narrow it, e.g. `make test TEST_ARGS='-m "not e2e"'` (the fast in-process part).
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 $(TEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/throughput.py

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`ingest status` on a large project: 1,000 blocks with 50 loads each (issue 10: under 5 s).
 
-The project and its ledger are generated straight into a DuckDB file (tests/ledger_factory.py: one stream per block,
+The project and its ledger are generated straight into a DuckDB file (tests/support/ledger.py: one stream per block,
 50 data_landed events each, every 10th block failing, every 100th with a dead `running` run). Each repetition times,
 as a user runs them, through the real CLI in a fresh subprocess:
   list     THE BASELINE: `ingest list` on the same connectors.yaml (interpreter start, imports, config load; no
@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.ledger_factory import write_config, write_ledger  # noqa: E402
+from tests.support.ledger import write_config, write_ledger  # noqa: E402
 
 
 def timed(args: list[str], cwd: Path) -> tuple[float, int]:

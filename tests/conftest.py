@@ -1,113 +1,25 @@
-"""Shared test helpers: run the real CLI in a subprocess, in a temp project directory, and read the DuckDB file."""
+"""Fixtures every suite shares; the helpers behind them live in tests/support/ (test modules never import each other).
+
+`project`: a temp project directory (tests/support/cli.Project). `api`: the widgets loopback API. `sf`: a fakesnow
+server for one test. `destination`: the same scenario body against DuckDB and against Snowflake (fakesnow).
+"""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-# One connectors cache for the whole suite (and across runs on one machine): each connector release is fetched or
-# built once (uv, from PyPI), then every test project, CLI subprocess and Metaflow task finds it there.
-CONNECTORS_DIR = Path(os.environ.get("INGEST_CONNECTORS_DIR") or ROOT / ".cache" / "connectors")
+from .support.cli import CONNECTORS_DIR, Project
+
 os.environ["INGEST_CONNECTORS_DIR"] = str(CONNECTORS_DIR)
 # Metaflow refuses to run (or even read results) without a user name, and never as root.
 if not os.environ.get("METAFLOW_USER") or os.environ.get("METAFLOW_USER") == "root":
     os.environ["METAFLOW_USER"] = "ci"
 
-
-@dataclass
-class CliResult:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-def cli_env(extra: dict | None = None) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JIRA_", "INGEST_"))}
-    env["INGEST_CONNECTORS_DIR"] = str(CONNECTORS_DIR)
-    env.setdefault("METAFLOW_USER", "ci")
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def run_cli(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 240) -> CliResult:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ingest.cli", *args], cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout
-    )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
-
-
-def start_cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ingest.cli", *args], cwd=cwd, env=cli_env(env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-class Project:
-    """A temp directory with a connectors.yaml, as a user would have."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.db = root / "warehouse.duckdb"
-
-    def write_config(self, text: str) -> Path:
-        path = self.root / "connectors.yaml"
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    def cli(self, *args: str, env: dict | None = None, timeout: float = 240) -> CliResult:
-        return run_cli(list(args), self.root, env=env, timeout=timeout)
-
-    def query(self, sql: str, params=None) -> list[tuple]:
-        con = duckdb.connect(str(self.db), read_only=True)
-        try:
-            return con.execute(sql, params or []).fetchall()
-        finally:
-            con.close()
-
-    def scalar(self, sql: str, params=None):
-        return self.query(sql, params)[0][0]
-
-
-@pytest.fixture
-def project(tmp_path) -> Project:
-    return Project(tmp_path)
-
-
-DEMO_CONFIG = """
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: {batch}}}
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    config: {{count: {count}, seed: 7, records_per_slice: {slice}, parallelism: 1, always_updated: false}}
-    streams:
-      - name: users
-      - name: products
-      - name: purchases
-"""
-
-
-def demo_config(count: int = 1000, slice_: int = 250, batch: int = 10_000) -> str:
-    return DEMO_CONFIG.format(count=count, slice=slice_, batch=batch)
-
-
 # The connector releases the suite's configs pin (tests and fixtures/configs): built into the cache once, up front,
-# so no test pays (or prints) the first-use build and results never depend on test order.
+# so no test pays (or prints) the first-use build and results never depend on test order. Under xdist every worker
+# runs this; the cache's file lock (ingest/sources/environments.py) makes the second worker wait, then find it built.
 SUITE_CONNECTORS = {"airbyte-source-faker": ("7.2.1", "venv"), "airbyte-source-jira": ("4.0.0", "files")}
 
 
@@ -123,9 +35,69 @@ def connectors_cache() -> Path:
     return CONNECTORS_DIR
 
 
-def prepared(block):
-    """`block` as `run`/`check` see it: release fetched, secrets resolved, config checked against the spec."""
-    from ingest.sources.connector import prepare
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return Project(tmp_path)
 
-    prepare(block)
-    return block
+
+@pytest.fixture
+def api():
+    from .support.widgets import WidgetsApi
+
+    a = WidgetsApi()
+    yield a
+    a.close()
+
+
+@pytest.fixture
+def sf(tmp_path):
+    pytest.importorskip("snowflake.connector")
+    pytest.importorskip("fakesnow")
+    from .support.snowflake import FakeSnowflake
+
+    server = FakeSnowflake(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------------------------------- fast part vs end to end
+# A test is end to end (`e2e`) when it drives a real process or a whole sync: it uses a project directory or a fakesnow
+# server, or its body starts the CLI, a connector, a flow or a sync. Everything else is an in-process unit test:
+# `pytest -m "not e2e"` runs that part alone in well under a minute.
+_E2E_FIXTURES = {"project", "sf", "destination"}
+# suites whose every test runs connectors, flows or deploy tooling in child processes
+_E2E_MODULES = {"test_argo_compile", "test_connector_envs", "test_flows", "test_isolated", "test_packaged_manifests"}
+_E2E_CALLS = ("run_cli(", "start_cli(", "project.cli(", ".cli(", "start_flowing(", "kill_when_flowing(", "subprocess.",
+              "cassette_command(", "Runner(", "AirbyteManager(", "ingest.run(", "start([", "ingest([")
+
+
+def pytest_collection_modifyitems(config, items):
+    import inspect
+
+    sources: dict = {}
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:
+            continue
+        if function not in sources:
+            try:
+                sources[function] = inspect.getsource(function)
+            except (OSError, TypeError):
+                sources[function] = ""
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if (module in _E2E_MODULES or _E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or any(c in sources[function] for c in _E2E_CALLS)):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(params=["duckdb", "snowflake"])
+def destination(request, project):
+    """The same scenario against DuckDB and against Snowflake (a fakesnow server)."""
+    from .support import destinations
+
+    if request.param == "duckdb":
+        yield destinations.DuckDB(project)
+        return
+    server = request.getfixturevalue("sf")
+    yield destinations.Snowflake(project, server)

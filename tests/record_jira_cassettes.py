@@ -15,12 +15,12 @@ How a recording is made:
 1. FakeJira(seed=SEED, issue_count=ISSUES) starts on 127.0.0.1; a temp project gets `connectors.yaml` from
    `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line) and a copy of
    overrides/source-jira.yaml.
-2. `tests/vcr_cli.py --record` runs the real CLI in a subprocess: `ingest run jira --stream issues`
+2. `python -m tests.support.cassettes --record` (the suite's one VCR runner) runs the real CLI in a subprocess: `ingest run jira --stream issues`
    -> issues_initial.yaml (every issue, paged).
 3. CHANGES are applied to the fake (an issue touched, one edited, two added), then the same command runs again
    on the same DuckDB file, so it starts from the saved cursor -> issues_incremental.yaml (changed issues only,
    plus the boundary record Jira re-delivers for `updated >= cursor`).
-vcr_cli.py drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
+The runner drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
 URIs and bodies. The replay's JQL (`updated >= <epoch ms>`) must match exactly, so re-record whenever START_DATE,
 the override's request parameters or the connector version change (the replay then fails loudly: record mode
 `none`). Recording is deterministic: re-running this script reproduces the same files.
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -42,7 +41,6 @@ if str(ROOT) not in sys.path:
 CASSETTE_DIR = ROOT / "fixtures" / "cassettes" / "jira"
 INITIAL = CASSETTE_DIR / "issues_initial.yaml"
 INCREMENTAL = CASSETTE_DIR / "issues_incremental.yaml"
-VCR_CLI = ROOT / "tests" / "vcr_cli.py"
 OVERRIDE = ROOT / "overrides" / "source-jira.yaml"
 
 SITE = "https://acme.atlassian.net"
@@ -105,7 +103,9 @@ def env(email: str = EMAIL, token: str = TOKEN) -> dict:
 
 
 def vcr_cli_command(cassette: Path, *cli_args: str, record: bool = False) -> list[str]:
-    return [sys.executable, str(VCR_CLI), "--cassette", str(cassette), *(["--record"] if record else []), "--", *cli_args]
+    from tests.support.cassettes import cassette_command
+
+    return cassette_command(cassette, *cli_args, record=record)
 
 
 def apply_changes(fake) -> list[str]:
@@ -116,16 +116,9 @@ def apply_changes(fake) -> list[str]:
     return [TOUCHED_ID, EDITED_ID, *(i["id"] for i in added)]
 
 
-def _run(cmd: list[str], cwd: Path, fake_env: dict) -> None:
-    proc = subprocess.run(cmd, cwd=cwd, env=fake_env, capture_output=True, text=True, timeout=300)
-    sys.stderr.write(proc.stderr)
-    sys.stdout.write(proc.stdout)
-    if proc.returncode != 0:
-        raise SystemExit(f"recording failed (exit {proc.returncode}): {' '.join(cmd)}")
-
-
 def record() -> None:
     from tests.fakes.fake_jira import FakeJira
+    from tests.support.cassettes import check_written, record_run
 
     CASSETTE_DIR.mkdir(parents=True, exist_ok=True)
     with FakeJira(seed=SEED, issue_count=ISSUES, email=EMAIL, token=TOKEN) as fake, \
@@ -135,17 +128,15 @@ def record() -> None:
         for cassette in (INITIAL, INCREMENTAL):
             cassette.unlink(missing_ok=True)
 
-        _run(vcr_cli_command(INITIAL, "run", "jira", "--stream", "issues", record=True), root, env())
+        record_run(INITIAL, vcr_cli_command(INITIAL, "run", "jira", "--stream", "issues", record=True), root, env())
         changed = apply_changes(fake)
-        _run(vcr_cli_command(INCREMENTAL, "run", "jira", "--stream", "issues", record=True), root, env())
+        record_run(INCREMENTAL, vcr_cli_command(INCREMENTAL, "run", "jira", "--stream", "issues", record=True), root, env())
 
         paths = {r.path for r in fake.requests}
         assert paths == {"/rest/api/3/search/jql"}, f"unexpected endpoints recorded: {sorted(paths)}"
         assert all(r.status == 200 for r in fake.requests), [(r.path, r.status) for r in fake.requests]
     for cassette in (INITIAL, INCREMENTAL):
-        text = cassette.read_text()
-        assert "127.0.0.1" not in text and TOKEN not in text and "uthorization" not in text, cassette
-        print(f"wrote {cassette.relative_to(ROOT)} ({len(text):,} bytes)")
+        check_written(cassette, "127.0.0.1", TOKEN, "uthorization")
     print(f"changed between the recordings: {', '.join(changed)}")
 
 

@@ -22,49 +22,18 @@ import duckdb
 import pytest
 import yaml
 
-from .conftest import CliResult, Project, start_cli
+from .support.cli import CliResult, Project, start_cli
 from .fakes import fake_fmcsa as ff
 from .fakes.fake_fmcsa import FakeFMCSA
-from .fakes.fake_greenscreens import MAINTENANCE_HTML
-from .test_truck_pricing import assert_no_secrets
-
-KEY_ENV = ff.KEY_ENV
-STREAMS = ("snapshots", "basics", "out_of_service", "authority", "lookup_errors")
-
+from .support.net import MAINTENANCE_HTML, closed_port
+from .support.pullers import CARRIER_STREAMS as STREAMS, KEY_ENV, assert_no_secrets
+from .support.pullers import carrier_table as table
+from .support.pullers import write_carrier_block as write_block
 
 @pytest.fixture
 def fmcsa():
     with FakeFMCSA() as fake:
         yield fake
-
-
-def write_block(project: Project, fake: FakeFMCSA | None = None, *, carriers: str | None = None, batch: int | None = None,
-                streams: tuple[str, ...] = STREAMS, **config) -> None:
-    text = ff.project_config(base_url=fake.base_url if fake else ff.SITE + ff.PREFIX)
-    if carriers is not None:
-        start = text.index("      carriers:\n")
-        end = text.index("      snapshot_date:")
-        text = text[:start] + f"      carriers: {carriers}\n" + text[end:]
-    settings = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.1, "timeout_seconds": 2} if fake else {}
-    settings.update(config)
-    for key, value in settings.items():
-        text = "\n".join(line for line in text.splitlines() if not line.startswith(f"      {key}:")) + "\n"
-        if value is not None:
-            text = text.replace("    streams:\n", f"      {key}: {json.dumps(value)}\n    streams:\n", 1)
-    text = text[:text.index("    streams:\n")] + "    streams:\n" + "".join(f"      - name: {s}\n" for s in streams)
-    if batch:
-        text = text.replace("  duckdb: {path: warehouse.duckdb}\n", f"  duckdb: {{path: warehouse.duckdb}}\n  batch: {{max_records: {batch}}}\n")
-    (project.root / "connectors.yaml").write_text(text)
-
-
-def table(project: Project, name: str, order: str = "dot_number") -> list[dict]:
-    con = duckdb.connect(str(project.db), read_only=True)
-    try:
-        cur = con.execute(f"SELECT * FROM carrier_safety_{name} ORDER BY {order}")
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r)) for r in cur.fetchall()]
-    finally:
-        con.close()
 
 
 def stored_states(project: Project) -> dict[str, dict]:
@@ -85,26 +54,12 @@ def test_scrub_masks_the_webkey_in_urls_errors_and_logs():
     REDACTOR.add("registered-secret-9876")
     assert "registered-secret-9876" not in scrub("in a body: registered-secret-9876")
     # A connection error's message embeds the URL; what we raise must not.
-    with socket_closed_port() as port:
-        client = HttpClient(f"http://127.0.0.1:{port}/qc/services", HttpPolicy(max_retries=1, backoff_base=0.001, timeout=1), name="t")
-        with pytest.raises(RetryableHTTPError) as err:
-            client.request("GET", "carriers/1", params={"webKey": "abc123SECRET"})
+    port = closed_port()
+    client = HttpClient(f"http://127.0.0.1:{port}/qc/services", HttpPolicy(max_retries=1, backoff_base=0.001, timeout=1), name="t")
+    with pytest.raises(RetryableHTTPError) as err:
+        client.request("GET", "carriers/1", params={"webKey": "abc123SECRET"})
     assert "abc123SECRET" not in str(err.value) and "connection failed" in str(err.value)
     assert "gave up after 2 attempts" in str(err.value) and "/qc/services/carriers/1" in str(err.value)
-
-
-class socket_closed_port:
-    def __enter__(self) -> int:
-        import socket
-
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
-        return self.port
-
-    def __exit__(self, *exc) -> None:
-        pass
 
 
 def test_backoff_is_exponential_jittered_capped_and_honours_retry_after():

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import os
 import shutil
 import subprocess
 import sys
@@ -27,24 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CONNECTORS_DIR
+from .support.cli import CONNECTORS_DIR, ROOT, CliResult as Result
+from .support.configs import CONFIGS, FAKE_SECRET, TIMEOUT, duckdb_files, env, finish, start
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "fixtures" / "configs"
 BAD = sorted((CONFIGS / "bad").glob("*.yaml"))
 GOOD = sorted((CONFIGS / "good").glob("*.yaml"))
 
-# A recognisable fake secret: every fixture that needs a token references ${INGEST_TEST_JIRA_TOKEN}.
-FAKE_SECRET = "tok-SECRET-abc123xyz"
-TEST_ENV = {
-    "INGEST_TEST_JIRA_TOKEN": FAKE_SECRET,
-    "INGEST_TEST_JIRA_DOMAIN": "example.atlassian.net",
-    "INGEST_TEST_JIRA_EMAIL": "someone@example.com",
-    "INGEST_TEST_SNOWFLAKE_PASSWORD": "sf-SECRET-pw-778899",
-}
 # Modules `ingest list` / `ingest validate` must never import (top-level package names).
 HEAVY = ("airbyte_cdk", "source_jira", "source_faker", "duckdb", "pyarrow", "pandas", "requests_cache")
-TIMEOUT = 60
 
 
 @dataclass
@@ -94,13 +83,6 @@ def read_case(path: Path) -> Case:
     return case
 
 
-def env(extra: dict | None = None) -> dict:
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "JIRA_", "SNOWFLAKE_"))}
-    out.update(METAFLOW_USER="dev", PYTHONUNBUFFERED="1", INGEST_CONNECTORS_DIR=str(CONNECTORS_DIR), **TEST_ENV)
-    out.update(extra or {})
-    return out
-
-
 def stage(root: Path, fixture: Path) -> Path:
     """Copy a fixture and the files it refers to (support/, the repo's overrides/) into `root`; return the copy.
 
@@ -115,44 +97,8 @@ def stage(root: Path, fixture: Path) -> Path:
     return root / fixture.name
 
 
-def start(args: list[str], cwd: Path, extra_env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ingest.cli", *args],
-        cwd=cwd, env=env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-@dataclass
-class Result:
-    args: list[str]
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def __str__(self) -> str:
-        return f"ingest {' '.join(self.args)} → exit {self.code}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
-
-
-def finish(proc: subprocess.Popen) -> Result:
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"ingest {' '.join(proc.args[3:])} did not finish in {TIMEOUT}s\n{out}\n{err}")
-    return Result(list(proc.args[3:]), proc.returncode, out, err)
-
-
 def ingest(args: list[str], cwd: Path, extra_env: dict | None = None) -> Result:
     return finish(start(args, cwd, extra_env))
-
-
-def duckdb_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if ".duckdb" in p.name or p.suffix in (".db", ".wal"))
 
 
 def make_duckdb(path: Path) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from ingest.sources.environments import available_pythons
 
-from .conftest import Project
+from .support.cli import Project
 
 # stripe 5.14.1 pins pendulum==2.1.2, salesforce needs pendulum>=3: one `pip install` of both is ResolutionImpossible
 # (shared/reference/connector-compat.md). Here stripe runs in-process (its manifest on our CDK 7), salesforce isolated.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from .conftest import demo_config
+from .support.blocks import demo_config
 
 
 def test_run_demo_lands_every_stream_with_metadata_state_and_summary(project):

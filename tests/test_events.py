@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
-from .conftest import demo_config
-from .fakes.lineage_receiver import closed_port
+from .support.blocks import demo_config
+from .support.net import closed_port
 from .fakes.webhook import Webhook
-from .test_schema_evolution import CONFIG as WIDGETS_CONFIG, MANIFEST as WIDGETS_MANIFEST, _Api
+from .support import blocks
+from .support.widgets import MANIFEST as WIDGETS_MANIFEST
 
 # ArgoEvent retries a refused connection with 2**i s sleeps; one attempt keeps the "webhook down" tests fast.
 FAST = {"METAFLOW_SERVICE_RETRY_COUNT": "1"}
@@ -76,31 +77,21 @@ def test_webhook_error_status_is_not_swallowed(project):
         assert "500" in project.query("SELECT last_error FROM _ingest_events")[0][0]
 
 
-def test_a_failed_sync_emits_data_failed_with_the_error_class(project):
-    api = _Api()
-    try:
-        (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
-        project.write_config(WIDGETS_CONFIG.format(base_url=api.base_url + "/missing-prefix/../nope", write="append")
-                             .replace("base_url: ", "base_url: ") )
-        api.records = [{"id": 1}]
-        # Make the API refuse us: the declarative default maps 401/403 to a config error without retries.
-        api.server.RequestHandlerClass.do_GET = _unauthorized
-        with Webhook() as hook:
-            r = project.cli("run", "widgets", env={"INGEST_EVENTS_WEBHOOK": hook.url, **FAST})
-            assert r.code == 1, r.output
-            assert [e["name"] for e in hook.events] == ["data_failed.widgets.widgets"]
-            p = hook.events[0]["payload"]
-            assert (p["block"], p["stream"], p["team"]) == ("widgets", "widgets", "ops")
-            assert p["error_class"] == "config_error" and p["error_message"]
-        assert project.query("SELECT status FROM _ingest_runs") == [("failed",)]
-    finally:
-        api.close()
-
-
-def _unauthorized(handler):
-    body = b'{"message": "bad credentials"}'
-    handler.send_response(401)
-    handler.send_header("Content-Type", "application/json")
-    handler.send_header("Content-Length", str(len(body)))
-    handler.end_headers()
-    handler.wfile.write(body)
+def test_a_failed_sync_emits_data_failed_with_the_error_class(project, destination, api):
+    """On DuckDB and on Snowflake (fakesnow), from one body."""
+    d = destination
+    (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
+    widgets = {"team": "ops", "manifest": "widgets.yaml", "config": {"base_url": api.base_url + "/missing-prefix/../nope"},
+               "streams": [{"name": "widgets", "write": "append"}]}
+    project.write_config(blocks.dump({"defaults": d.defaults(), "connectors": {"widgets": widgets}}))
+    api.records = [{"id": 1}]
+    # Make the API refuse us: the declarative default maps 401/403 to a config error without retries.
+    api.refuse(401)
+    with Webhook() as hook:
+        r = project.cli("run", "widgets", env={**d.env, "INGEST_EVENTS_WEBHOOK": hook.url, **FAST})
+        assert r.code == 1, r.output
+        assert [e["name"] for e in hook.events] == ["data_failed.widgets.widgets"]
+        p = hook.events[0]["payload"]
+        assert (p["block"], p["stream"], p["team"]) == ("widgets", "widgets", "ops")
+        assert p["error_class"] == "config_error" and p["error_message"]
+    assert d.query("SELECT status FROM _ingest_runs") == [("failed",)]

@@ -11,7 +11,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from .conftest import ROOT, demo_config
+from .support.cli import ROOT
+from .support import blocks
+from .support.blocks import demo_config
 from .fakes.fake_jira import FakeJira
 from .fakes.webhook import Webhook
 
@@ -94,24 +96,9 @@ def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
     with FakeJira(issue_count=60, seed=5, token="tok-flow-SECRET-123") as jira:
         (tmp_path / "overrides").mkdir()
         (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())
-        (tmp_path / "connectors.yaml").write_text(textwrap.dedent(f"""
-            defaults:
-              duckdb: {{path: warehouse.duckdb}}
-            connectors:
-              jira:
-                team: fraud
-                source: airbyte-source-jira==4.0.0
-                overrides: overrides/source-jira.yaml
-                config:
-                  domain: acme.atlassian.net
-                  base_url: {jira.base_url}
-                  email: ${{JIRA_EMAIL}}
-                  api_token: ${{JIRA_API_TOKEN}}
-                  max_retries: 1
-                streams:
-                  - name: issues
-                schedule: "0 * * * *"
-        """))
+        jira_settings = {"schedule": "0 * * * *"}
+        (tmp_path / "connectors.yaml").write_text(blocks.project({"jira": blocks.jira_block(jira.base_url, **jira_settings)}))
+
         env = _metaflow_env(tmp_path, {"JIRA_EMAIL": jira.email, "JIRA_API_TOKEN": jira.token})
         status, run = _run_flow(tmp_path, "jira", env)
         assert status == "successful"
@@ -127,7 +114,7 @@ def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
 
 
 def test_downstream_flow_runs_with_parameters_mapped_from_the_landed_event(tmp_path):
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "connectors.yaml").write_text(textwrap.dedent(demo_config(count=150, slice_=50)))
     with Webhook() as hook:
@@ -152,7 +139,7 @@ def test_downstream_flow_runs_with_parameters_mapped_from_the_landed_event(tmp_p
 
 
 def test_a_flow_waiting_for_two_tables_does_not_start_until_both_landed(tmp_path):
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "connectors.yaml").write_text(textwrap.dedent(demo_config(count=10, slice_=10)))
     assert run_cli(["run", "demo", "--stream", "products"], tmp_path).code == 0  # creates the ledger, wrong tables
@@ -164,35 +151,17 @@ def test_pods_run_the_locked_releases_isolated_and_in_process_building_them_at_t
     """Production's contract, run locally: blocks that pin nothing run exactly what connectors.lock names — here an
     OLDER faker than PyPI's newest — even in a pod whose connectors cache starts empty (the releases are built at task
     start); the Python connector runs isolated in its own environment, the Jira manifest in-process from its files."""
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     (tmp_path / "overrides").mkdir()
     (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())
     with FakeJira(issue_count=20, seed=3, token="tok-pods-SECRET-456") as jira:
         def write(faker_source: str) -> None:
-            (tmp_path / "connectors.yaml").write_text(textwrap.dedent(f"""
-                defaults:
-                  duckdb: {{path: warehouse.duckdb}}
-                connectors:
-                  demo:
-                    team: platform
-                    source: {faker_source}
-                    config: {{count: 40, seed: 1, records_per_slice: 20, parallelism: 1, always_updated: false}}
-                    streams:
-                      - name: users
-                  jira:
-                    team: fraud
-                    source: airbyte-source-jira
-                    overrides: overrides/source-jira.yaml
-                    config:
-                      domain: acme.atlassian.net
-                      base_url: {jira.base_url}
-                      email: ${{JIRA_EMAIL}}
-                      api_token: ${{JIRA_API_TOKEN}}
-                      max_retries: 1
-                    streams:
-                      - name: issues
-            """))
+            demo = blocks.demo_block(40, 20, ("users",), seed=1)
+            demo["source"] = faker_source
+            jira_ = blocks.jira_block(jira.base_url, source="airbyte-source-jira")
+            (tmp_path / "connectors.yaml").write_text(blocks.project({"demo": demo, "jira": jira_}))
+
 
         write("airbyte-source-faker==7.2.0")  # lock an older release than the newest (7.2.1) ...
         installed = run_cli(["install"], tmp_path)

@@ -15,10 +15,7 @@ import base64
 import json
 import random
 import re
-import signal
 import subprocess
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +23,8 @@ import pytest
 import yaml
 
 from . import record_jira_cassettes as rec
-from .conftest import CliResult, Project, cli_env, start_cli
+from .support.cli import CliResult, Project, cli_env
+from .support.flowing import kill_when_flowing
 from .fakes.fake_jira import FakeJira, parse_jira_datetime
 
 SEARCH_JQL = "/rest/api/3/search/jql"
@@ -412,25 +410,6 @@ def test_revoked_token_in_the_same_process_fails_and_keeps_the_first_runs_data(t
 # ---------------------------------------------------------------------------------------------- 5. SIGKILL + rerun
 
 
-def _kill_mid_sync(project: Project, env: dict, delay: float) -> None:
-    """Start `ingest run jira --stream issues`, wait for its first progress line, SIGKILL it `delay` s later."""
-    proc = start_cli(["run", "jira", "--stream", "issues"], project.root, env=env)
-    flowing = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    try:
-        assert flowing.wait(timeout=90), "the run never reported progress"
-        time.sleep(delay)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-
-
 @pytest.mark.timeout(240)
 def test_sigkill_mid_sync_then_rerun_loses_nothing_and_duplicates_nothing(project):
     """500 issues synced, then 2,600 more (and edits); runs killed at random points mid-stream; the rerun ends
@@ -448,7 +427,7 @@ def test_sigkill_mid_sync_then_rerun_loses_nothing_and_duplicates_nothing(projec
         kills_mid_stream = 0
         for n, delay in enumerate(rng.uniform(0.0, 2.0) for _ in range(2)):
             jira.touch_issue(str(10000 + 37 * (n + 1)), updated=f"2025-0{n + 1}-01T00:00:00.000+0000")
-            _kill_mid_sync(project, env, delay)
+            kill_when_flowing(["run", "jira", "--stream", "issues"], project.root, env, delay, timeout=90, settle=0)
             got = landed(project)  # asserts: no duplicate ids
             cursor = stored_cursor(project)
             assert cursor is not None

@@ -36,7 +36,7 @@ from ingest.sources.manifest import (
     package_dir,
 )
 from tests.fakes.fake_jira import BAD_TOKEN_MESSAGE, REMOVED_SEARCH_MESSAGE, FakeJira, parse_jira_datetime
-from tests.fakes.lineage_receiver import closed_port, silent_port
+from tests.support.net import closed_port, silent_port
 
 REPO = Path(__file__).resolve().parents[1]
 OVERRIDE = REPO / "overrides" / "source-jira.yaml"

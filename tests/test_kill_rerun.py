@@ -1,91 +1,70 @@
-"""SIGKILL mid-sync, then rerun: no loss, no duplicates, and state is never ahead of the data it describes."""
+"""SIGKILL mid-sync, then rerun: no loss, no duplicates, and state is never ahead of the data it describes — into DuckDB\nand into Snowflake (fakesnow), from one scenario body."""
 from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
-import time
 from pathlib import Path
 
-import duckdb
 import yaml
 import pytest
 
-from .conftest import start_cli
+from .support import blocks
+from .support.destinations import DuckDB
+from .support.flowing import kill_when_flowing
 
-COUNT = 60_000
-CONFIG = f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: 700}}
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    # always_updated: every run re-reads all users with new updated_at values, so a rerun after a kill
-    # re-delivers what was already landed and dedup on the primary key must absorb it.
-    config: {{count: {COUNT}, seed: 3, records_per_slice: 500, parallelism: 1, always_updated: true}}
-    streams:
-      - name: users
-"""
+# Per destination: enough users that a kill lands mid-stream, in batches small enough to checkpoint often.
+KILL = {"duckdb": {"count": 60_000, "batch": 700, "slice": 500, "max_delay": 2.0},
+        "snowflake": {"count": 6000, "batch": 250, "slice": 250, "max_delay": 2.5}}
 
 
-def _state_offset(db) -> int | None:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        row = con.execute("SELECT state FROM _ingest_state WHERE block='demo' AND state_key='users'").fetchone()
-        return None if row is None else json.loads(row[0])["stream"]["stream_state"]["loop_offset"]
-    finally:
-        con.close()
-
-
-def _kill_after(project, seconds: float) -> None:
-    """Start a run, wait until records are flowing (the first progress line), then SIGKILL it `seconds` later."""
-    proc = start_cli(["run", "demo"], project.root)
-    flowing = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    # faker's worker process dies with its parent's pipe; give it a moment to go away before reopening the file
-    time.sleep(0.3)
+def _state_offset(destination) -> int | None:
+    if "_ingest_state" not in destination.tables():
+        return None
+    rows = destination.query("SELECT state FROM _ingest_state WHERE block = 'demo' AND state_key = 'users'")
+    return None if not rows else json.loads(rows[0][0])["stream"]["stream_state"]["loop_offset"]
 
 
 @pytest.mark.timeout(600)
-def test_sigkill_at_random_points_then_rerun(project):
-    project.write_config(CONFIG)
+def test_sigkill_at_random_points_then_rerun(project, destination):
+    d, k = destination, KILL[destination.name]
+    count = k["count"]
+    # always_updated: every run re-reads all users with new updated_at values, so a rerun after a kill
+    # re-delivers what was already landed and dedup on the primary key must absorb it.
+    demo = blocks.demo_block(count, k["slice"], ("users",), seed=3, always_updated=True)
+    project.write_config(blocks.dump({"defaults": d.defaults(batch=k["batch"]), "connectors": {"demo": demo}}))
     rng = random.Random(20261127)
     kills_with_data = 0
-    for delay in [rng.uniform(0.0, 2.0) for _ in range(3)]:
-        _kill_after(project, delay)
-        if not project.db.exists():
-            continue
-        offset = _state_offset(project.db)
-        tables = {t for (t,) in project.query("SELECT table_name FROM information_schema.tables")}
-        if offset is not None and offset < COUNT:
+    for delay in [rng.uniform(0.0, k["max_delay"]) for _ in range(3)]:
+        kill_when_flowing(["run", "demo"], project.root, d.env, delay)
+        d.after_kill()
+        offset = _state_offset(d)
+        if "demo_users" in d.tables():
+            assert d.scalar("SELECT count(*) - count(DISTINCT id) FROM demo_users") == 0
+        if offset is not None and offset < count:
             kills_with_data += 1
             # State never ahead of data: every user the checkpoint claims (ids 1..offset) is in the table.
-            landed = project.scalar("SELECT count(DISTINCT id) FROM demo_users WHERE id <= ?", [offset])
-            assert landed == offset
-        if "demo_users" in tables:
-            assert project.scalar("SELECT count(*) - count(DISTINCT id) FROM demo_users") == 0
-    r = project.cli("run", "demo", timeout=300)
+            assert d.scalar("SELECT count(DISTINCT id) FROM demo_users WHERE id <= ?", [offset]) == offset
+    # status (read-only) already shows the last killed run as failing; the rerun records every one as killed
+    dead = [r for (r,) in d.query("SELECT run_id FROM _ingest_runs WHERE status = 'running' ORDER BY started_at")]
+    r = d.cli("status", "--json")
+    users = json.loads(r.stdout)
+    assert r.code == 1 and users["status"] == "failing" and users["failure_class"] == "killed", r.output
+    assert dead[-1] in users["failure_message"]
+    r = d.cli("run", "demo", timeout=300)
     assert r.code == 0, r.output
-    assert project.scalar("SELECT count(*) FROM demo_users") == COUNT
-    assert project.scalar("SELECT count(DISTINCT id) FROM demo_users") == COUNT
-    assert project.scalar("SELECT min(id), max(id) FROM demo_users") == 1
+    # (each killed run was recorded by the next run: only the last one was still `running` before this rerun)
+    killed = [k for (k,) in d.query("SELECT run_id FROM _ingest_runs WHERE status = 'killed' ORDER BY started_at")]
+    assert dead == killed[-1:] and len(killed) >= 1
+    events = d.query("SELECT run_id, payload FROM _ingest_events WHERE name = 'data_failed.demo.users'")
+    assert sorted((run_id, json.loads(payload)["error_class"]) for run_id, payload in events) == sorted((k, "killed") for k in killed)
+    assert d.scalar("SELECT count(*) FROM demo_users") == count
+    assert d.scalar("SELECT count(DISTINCT id) FROM demo_users") == count
+    assert d.scalar("SELECT min(id), max(id) FROM demo_users") == 1
     assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
-    statuses = [s for (s,) in project.query("SELECT status FROM _ingest_runs ORDER BY started_at")]
+    statuses = [s for (s,) in d.query("SELECT status FROM _ingest_runs ORDER BY started_at")]
     # the SIGKILLed runs could not record their end: the rerun found them and recorded them as killed
     assert statuses[-1] == "succeeded" and statuses.count("killed") == len(statuses) - 1
+    assert _state_offset(d) == count
 
 
 def _shipped_demo_config(count: int) -> str:
@@ -110,8 +89,8 @@ def test_the_shipped_demo_block_lands_everything_after_a_kill(project):
     count = 200_000  # ~5-10 s of users: the kill lands mid-stream
     project.write_config(_shipped_demo_config(count))
     for delay in (0.5, 1.5, 3.0):
-        _kill_after(project, delay)
-        offset = _state_offset(project.db) if project.db.exists() else None
+        kill_when_flowing(["run", "demo"], project.root, delay=delay)
+        offset = _state_offset(DuckDB(project))
         if offset is not None and offset < count:
             break
     else:

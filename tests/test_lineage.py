@@ -36,8 +36,9 @@ from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaf
                             source_namespace)
 from ingest.sync.results import StreamResult
 
-from .conftest import prepared
-from .fakes.lineage_receiver import ENDPOINT, LineageReceiver, closed_port, silent_port
+from .support.blocks import prepared
+from .fakes.lineage_receiver import ENDPOINT, LineageReceiver
+from .support.net import closed_port, silent_port
 
 ROOT = Path(__file__).resolve().parents[1]
 API_TOKEN = "jira-token-Zq81xWv0secret"
@@ -631,7 +632,8 @@ def test_the_event_check_catches_spec_violations(project):
 
 def test_a_cli_sync_sends_start_and_complete_to_a_lineage_backend(tmp_path):
     """End to end, as a user configures it: `ingest run` with `defaults.lineage` pointing at a receiver."""
-    from .conftest import Project, demo_config
+    from .support.cli import Project
+    from .support.blocks import demo_config
 
     project = Project(tmp_path)
     with LineageReceiver() as receiver:

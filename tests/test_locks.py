@@ -10,7 +10,8 @@ import time
 
 import duckdb
 
-from .conftest import demo_config, start_cli
+from .support.cli import start_cli
+from .support.blocks import demo_config
 
 
 def _insert_lock(project, *, stream="users", run_id="20260101T000000Z-abcdef", host="airflow-worker-7", pid=4242,

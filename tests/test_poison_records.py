@@ -15,42 +15,12 @@ import math
 
 import pytest
 
-from .conftest import run_cli
+from .support.cli import run_cli
 from .fixtures.poison_records import CORPUS, SCHEMA, nested
-from .test_schema_evolution import api  # noqa: F401 - fixture
-from .test_snowflake_cli import env_for, sf  # noqa: F401 - fixture
+from .support.snowflake import env_for
+from .support.widgets import manifest
 
 pytest.importorskip("fakesnow")
-
-MANIFEST = """
-version: 6.61.6
-type: DeclarativeSource
-check: {{type: CheckStream, stream_names: [poison]}}
-streams:
-  - type: DeclarativeStream
-    name: poison
-    primary_key: [id]
-    schema_loader:
-      type: InlineSchemaLoader
-      schema: {schema}
-    retriever:
-      type: SimpleRetriever
-      requester:
-        type: HttpRequester
-        url_base: "{{{{ config['base_url'] }}}}"
-        path: /records
-        http_method: GET
-      record_selector:
-        type: RecordSelector
-        extractor: {{type: DpathExtractor, field_path: [data]}}
-spec:
-  type: Spec
-  connection_specification:
-    type: object
-    required: [base_url]
-    properties:
-      base_url: {{type: string}}
-"""
 
 BLOCK = """
 connectors:
@@ -75,7 +45,7 @@ def served_records() -> list[dict]:
 
 
 def write_project(project, api, schema: dict = SCHEMA, extra: str = "", destination: str = "duckdb", sf=None) -> dict:
-    (project.root / "poison.yaml").write_text(MANIFEST.format(schema=json.dumps({"type": "object", "properties": schema})))
+    (project.root / "poison.yaml").write_text(manifest("poison", "/records", schema))
     head = sf.defaults() if sf is not None else "defaults:\n  duckdb: {path: warehouse.duckdb}\n"
     project.write_config(head + BLOCK.format(base_url=api.base_url, extra=extra))
     return env_for(project) if sf is not None else {}

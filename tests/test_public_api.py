@@ -9,7 +9,7 @@ import pytest
 
 import ingest
 
-from .conftest import demo_config
+from .support.blocks import demo_config
 
 
 def test_every_public_name_resolves_and_importing_ingest_stays_cheap():

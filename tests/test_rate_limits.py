@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 
-from .conftest import Project
+from .support.cli import Project
 from .fakes.fake_fmcsa import FakeFMCSA
 from .fakes.fake_greenscreens import FakeGreenscreens
-from .test_carrier_safety import KEY_ENV, table
-from .test_carrier_safety import write_block as write_carrier_block
-from .test_truck_pricing import TABLE as PRICES_TABLE
-from .test_truck_pricing import gs_env, make_lanes_csv
-from .test_truck_pricing import write_block as write_pricing_block
+from .support.pullers import KEY_ENV, PRICES_TABLE, gs_env, make_lanes_csv, write_carrier_block, write_pricing_block
+from .support.pullers import carrier_table as table
 
 HANDFUL = 5  # 429s a whole run at the documented limit may see (the old fixed pacer: ~9% of requests)
 IN_FLIGHT = 0.15  # s after a 429 arrives during which requests already on their way may still arrive

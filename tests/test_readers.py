@@ -3,41 +3,20 @@ turn between the run's commits, the run is not disturbed, and reading never crea
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import duckdb
 
-from .conftest import demo_config, start_cli
+from .support.flowing import start_flowing
+from .support.blocks import demo_config
 
 COUNT = 150_000
-CONFIG = f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: 2000}}
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    config: {{count: {COUNT}, seed: 5, records_per_slice: 1000, parallelism: 1, always_updated: false}}
-    streams:
-      - name: users
-"""
+CONFIG = demo_config(COUNT, 1000, batch=2000, streams=("users",), seed=5)
 
 
 def _running(project):
-    proc = start_cli(["run", "demo"], project.root)
-    flowing, lines = threading.Event(), []
-
-    def watch():
-        for line in proc.stderr:
-            lines.append(line)
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
-    return proc, lines
+    run = start_flowing(["run", "demo"], project.root)
+    return run.proc, run.lines
 
 
 def test_read_commands_work_while_a_run_writes_the_file(project):

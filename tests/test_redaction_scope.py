@@ -13,8 +13,9 @@ import json
 
 import pytest
 
-from .fakes.fake_fmcsa import KEY_ENV, FakeFMCSA
-from .test_carrier_safety import write_block
+from .fakes.fake_fmcsa import FakeFMCSA
+from .support.pullers import KEY_ENV
+from .support.pullers import write_carrier_block as write_block
 
 
 def _landed_payloads(project) -> list[dict]:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import json
 import random
-import signal
-import threading
-import time
 
 import pytest
 
-from .conftest import start_cli
+from .support.flowing import kill_when_flowing
 from .fakes.s3_server import S3Server
 
 BUCKET = "landing"
@@ -101,28 +98,6 @@ def _history(project) -> dict:
     return json.loads(rows[0][0])["stream"]["stream_state"].get("history", {}) if rows else {}
 
 
-def _kill_when_flowing(project, delay: float) -> None:
-    started = time.monotonic()
-    proc = start_cli(["run", "s3"], project.root, env=KEYS)
-    flowing = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    while not flowing.wait(timeout=0.1):
-        if proc.poll() is not None:  # finished before its first progress line (every 2 s): nothing to kill
-            assert proc.returncode == 0, proc.stdout.read()
-            return
-        assert time.monotonic() - started < 240, "the run never reported progress"
-    time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    time.sleep(0.3)  # the connector's child process dies with its parent (death signal); let it go
-
-
 @pytest.mark.timeout(600)
 def test_sigkill_an_isolated_s3_run_then_rerun_loses_nothing_and_duplicates_nothing(project, s3):
     files, rows = 60, 2000  # ~5 s of reading: progress is reported every 2 s, the kills land inside the read
@@ -132,7 +107,7 @@ def test_sigkill_an_isolated_s3_run_then_rerun_loses_nothing_and_duplicates_noth
     rng = random.Random(20261202)
     partial = 0
     for delay in [rng.uniform(0.0, 2.0) for _ in range(3)]:
-        _kill_when_flowing(project, delay)
+        kill_when_flowing(["run", "s3"], project.root, KEYS, delay, timeout=240, may_finish=True)
         if not project.db.exists():
             continue
         history = _history(project)

@@ -322,7 +322,7 @@ def test_append_keeps_windows_line_endings(tmp_path):
 def test_ingest_add_then_validate_through_the_cli(tmp_path):
     """A newcomer's path: `ingest add` into a new connectors.yaml, `ingest validate` (a pull-request check: unset
     secrets are warnings), `--require-secrets` names each one, and the written block runs nothing by itself."""
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "issues"], tmp_path)
     assert r.code == 0, r.output
@@ -342,7 +342,7 @@ def test_ingest_add_then_validate_through_the_cli(tmp_path):
 def test_ingest_add_refuses_a_stream_whose_table_is_taken(tmp_path):
     """`ingest add jira --stream issues` derives the table `jira_issues`; when another team's block already writes
     a table of that name (here, spelled in upper case: tables are case-insensitive), add refuses and writes nothing."""
-    from .conftest import run_cli
+    from .support.cli import run_cli
 
     config = tmp_path / "connectors.yaml"
     existing = EXISTING.replace("- name: quotes", "- name: quotes\n        table: JIRA_ISSUES")

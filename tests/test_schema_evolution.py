@@ -2,106 +2,28 @@
 new fields become columns, values that don't fit their column are kept in `_ingest_rejected`, nothing fails."""
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-MANIFEST = """
-version: 6.61.6
-type: DeclarativeSource
-check: {type: CheckStream, stream_names: [widgets]}
-streams:
-  - type: DeclarativeStream
-    name: widgets
-    primary_key: [id]
-    schema_loader:
-      type: InlineSchemaLoader
-      schema:
-        type: object
-        properties:
-          id: {type: integer}
-          name: {type: [string, "null"]}
-          qty: {type: [integer, "null"]}
-          price: {type: [number, "null"]}
-          seen_at: {type: [string, "null"], format: date-time}
-          tags: {type: [array, "null"]}
-    retriever:
-      type: SimpleRetriever
-      requester:
-        type: HttpRequester
-        url_base: "{{ config['base_url'] }}"
-        path: /widgets
-        http_method: GET
-      record_selector:
-        type: RecordSelector
-        extractor: {type: DpathExtractor, field_path: [data]}
-spec:
-  type: Spec
-  connection_specification:
-    type: object
-    required: [base_url]
-    properties:
-      base_url: {type: string}
-"""
-
-CONFIG = """
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-connectors:
-  widgets:
-    team: ops
-    manifest: widgets.yaml
-    config: {{base_url: "{base_url}"}}
-    streams:
-      - name: widgets
-        write: {write}
-"""
-
-
-class _Api:
-    def __init__(self):
-        self.records: list[dict] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                body = json.dumps({"data": api.records}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def close(self):
-        self.server.shutdown()
-
-
-@pytest.fixture
-def api():
-    a = _Api()
-    yield a
-    a.close()
+from .support import blocks
+from .support.widgets import MANIFEST, assert_misfits_kept
 
 
 @pytest.mark.parametrize("write", ["dedup", "append"])
-def test_new_fields_add_columns_and_misfits_are_kept_not_lost(project, api, write):
+def test_new_fields_add_columns_and_misfits_are_kept_not_lost(project, destination, api, write):
+    """Into DuckDB and into Snowflake (fakesnow), from one body (two blocks side by side into Snowflake, with a
+    camelCase field: test_snowflake_cli.py)."""
+    d = destination
     (project.root / "widgets.yaml").write_text(MANIFEST)
-    project.write_config(CONFIG.format(base_url=api.base_url, write=write))
+    widgets = {"team": "ops", "manifest": "widgets.yaml", "config": {"base_url": api.base_url},
+               "streams": [{"name": "widgets", "write": write}]}
+    project.write_config(blocks.dump({"defaults": d.defaults(), "connectors": {"widgets": widgets}}))
 
     api.records = [
         {"id": 1, "name": "bolt", "qty": 3, "price": 1.5, "seen_at": "2024-01-01T10:00:00.000+0000", "tags": ["a"]},
         {"id": 2, "name": "nut", "qty": 7, "price": 2, "seen_at": "2024-01-02T10:00:00Z", "tags": []},
     ]
-    first = project.cli("run", "widgets")
+    first = d.cli("run", "widgets")
     assert first.code == 0, first.output
 
     # Upstream changes: a field the schema doesn't know, a qty that is no longer an integer, a bad timestamp.
@@ -109,24 +31,17 @@ def test_new_fields_add_columns_and_misfits_are_kept_not_lost(project, api, writ
         {"id": 1, "name": "bolt", "qty": "n/a", "price": 1.5, "seen_at": "yesterday", "tags": ["a"], "color": "red"},
         {"id": 3, "name": "washer", "qty": 2.5, "price": "cheap", "seen_at": None, "tags": None, "color": "blue"},
     ]
-    second = project.cli("run", "widgets")
+    second = d.cli("run", "widgets")
     assert second.code == 0, second.output
 
-    columns = dict(project.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'widgets_widgets'"))
-    assert columns["color"] == "VARCHAR" and columns["qty"] == "BIGINT" and columns["tags"] == "JSON"
+    columns = d.columns("widgets_widgets")
+    assert (columns["color"], columns["qty"], columns["tags"]) == (d.types["text"], d.types["integer"], d.types["json"])
     latest = "" if write == "dedup" else " AND _ingest_run_id = (SELECT max(_ingest_run_id) FROM widgets_widgets)"
-    rows = {
-        r[0]: r[1:]
-        for r in project.query(f"SELECT id, qty, price, seen_at, color, _ingest_rejected FROM widgets_widgets WHERE id IN (1, 3){latest}")
-    }
-    qty, price, seen_at, color, rejected = rows[1]
-    assert qty is None and price == 1.5 and seen_at is None and color == "red"
-    assert json.loads(rejected) == {"qty": "n/a", "seen_at": "yesterday"}
-    qty, price, seen_at, color, rejected = rows[3]
-    assert qty is None and price is None and color == "blue"
-    assert json.loads(rejected) == {"qty": 2.5, "price": "cheap"}
+    rows = {r[0]: r[1:] for r in d.query(
+        f"SELECT id, qty, price, seen_at IS NULL, color, _ingest_rejected FROM widgets_widgets WHERE id IN (1, 3){latest}")}
+    assert_misfits_kept(rows)
     if write == "dedup":
-        assert project.scalar("SELECT count(*) FROM widgets_widgets") == 3  # 1 replaced, 2 kept, 3 added
-        assert project.scalar("SELECT qty FROM widgets_widgets WHERE id = 2") == 7
+        assert d.scalar("SELECT count(*) FROM widgets_widgets") == 3  # 1 replaced, 2 kept, 3 added
+        assert d.scalar("SELECT qty FROM widgets_widgets WHERE id = 2") == 7
     else:
-        assert project.scalar("SELECT count(*) FROM widgets_widgets") == 4
+        assert d.scalar("SELECT count(*) FROM widgets_widgets") == 4

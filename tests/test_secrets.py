@@ -18,7 +18,8 @@ import pytest
 
 from ingest.secrets import MASK, REDACTOR, RedactingFilter, Redactor
 
-from .test_config_validation import CONFIGS, ROOT, duckdb_files, finish, start
+from .support.cli import ROOT
+from .support.configs import CONFIGS, duckdb_files, finish, start
 
 SECRET = "tok-SECRET-abc123xyz"
 EMAIL = "someone@example.com"
@@ -242,7 +243,7 @@ def test_resolved_and_literal_secrets_are_registered(tmp_path: Path, monkeypatch
     from ingest.config import load_project
     from ingest.errors import ConfigError
 
-    from .conftest import prepared
+    from .support.blocks import prepared
 
     resolved = "res-SECRET-resolved-4711"
     literal = "lit-SECRET-literal-4712"

@@ -5,48 +5,32 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 
 import psutil
 import pytest
 
-from .conftest import start_cli
+from .support.blocks import demo_config
+from .support.flowing import start_flowing
 
 COUNT = 200_000
-CONFIG = f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: 700}}
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    config: {{count: {COUNT}, seed: 3, records_per_slice: 500, parallelism: 1, always_updated: true}}
-    streams:
-      - name: users
-"""
+
+
+def _config(count: int = COUNT, streams=("users",)) -> str:
+    return demo_config(count, 500, batch=700, streams=streams, seed=3, always_updated=True)
+
+
+CONFIG = _config()
 GRACE_S = 15  # what the README promises after SIGTERM (Kubernetes' default terminationGracePeriodSeconds is 30)
 
 
 def _start_and_wait_for_records(project):
     """A run that is reading (its first progress line), with its process tree (the isolated connector's child)."""
-    proc = start_cli(["run", "demo"], project.root)
-    flowing, lines = threading.Event(), []
-
-    def watch():
-        for line in proc.stderr:
-            lines.append(line)
-            if "records (" in line:
-                flowing.set()
-
-    reader = threading.Thread(target=watch, daemon=True)
-    reader.start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
+    run = start_flowing(["run", "demo"], project.root)
     time.sleep(1.0)
-    tree = psutil.Process(proc.pid).children(recursive=True)
+    tree = psutil.Process(run.proc.pid).children(recursive=True)
     assert tree, "no connector child process"
-    return proc, reader, lines, tree
+    return run.proc, run.reader, run.lines, tree
 
 
 def _gone(procs, timeout=10.0):
@@ -118,7 +102,7 @@ def test_a_sigkilled_run_is_shown_as_killed_by_status_then_recorded_by_the_next_
     assert (project.db.stat().st_mtime_ns, project.query("SELECT * FROM _ingest_runs")) == before
 
     # the next run of the block records it, with a data_failed event saying why, and then lands
-    project.write_config(CONFIG.replace(f"count: {COUNT}", "count: 500"))
+    project.write_config(_config(count=500))
     r = project.cli("run", "demo")
     assert r.code == 0, r.output
     runs = _runs(project)
@@ -137,7 +121,7 @@ def test_a_sigkilled_run_is_shown_as_killed_by_status_then_recorded_by_the_next_
 @pytest.mark.timeout(300)
 def test_sigterm_fails_only_the_streams_that_had_not_landed(project):
     """products completes first, users is cut short: owners of products hear it landed, not that it failed."""
-    project.write_config(CONFIG.replace("      - name: users", "      - name: products\n      - name: users"))
+    project.write_config(_config(streams=("products", "users")))
     proc, reader, lines, tree = _start_and_wait_for_records(project)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 1

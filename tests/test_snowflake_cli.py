@@ -5,166 +5,30 @@ killed and restarted without losing committed data).
 What this shows honestly (fakesnow runs the same SQL the destination sends to Snowflake, except SWAP WITH):
 the demo block lands the same rows as a DuckDB run; the second run is incremental; `state show/reset` work;
 --full-refresh replaces the table (through fakesnow's DROP + RENAME path, see docs/snowflake.md); new fields become
-columns and misfits land in _INGEST_REJECTED; a SIGKILL anywhere loses nothing and duplicates nothing; Snowflake
+columns and misfits land in _INGEST_REJECTED; a SIGKILL anywhere loses nothing and duplicates nothing (test_kill_rerun.py, shared with DuckDB); Snowflake
 errors are one clear line (exit 1) and keep what was committed. What fakesnow cannot show (SWAP WITH, QUERY_TAG,
 privileges, quotas) is asserted on the generated SQL in test_snowflake_sql.py and listed in docs/snowflake.md.
 """
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from .conftest import run_cli, start_cli
-from .test_schema_evolution import MANIFEST, api  # noqa: F401 - `api` is a fixture used below
+from .support import blocks
+from .support.cli import start_cli
+from .support.snowflake import ENV, PASSWORD, RefusingLogin, assert_clean, cli, env_for, sf_defaults
+from .support.net import free_port
+from .support.widgets import MANIFEST, assert_misfits_kept
 
-snowflake_connector = pytest.importorskip("snowflake.connector")
+pytest.importorskip("snowflake.connector")
 pytest.importorskip("fakesnow")
-
-PASSWORD = "sf-test-PASSWORD-4242"
-ENV = {"INGEST_TEST_SF_PASSWORD": PASSWORD, "INGEST_TEST_SF_KEY_PASSPHRASE": "key-PASSPHRASE-5151"}
-DATABASE, SCHEMA = "ANALYTICS", "RAW"
-
-# The fakesnow server, in its own process: its shared DuckDB is file-backed (databases are files in argv[1]).
-SERVER = r"""
-import sys, time
-import fakesnow
-serve = fakesnow.server  # the function; importing the submodule below shadows the name
-import fakesnow.server as server_module
-from fakesnow.instance import FakeSnow
-server_module.shared_fs = FakeSnow(db_path=sys.argv[1])
-with serve(port=int(sys.argv[2])):
-    print("ready", flush=True)
-    while True:
-        time.sleep(3600)
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class FakeSnowflake:
-    """A fakesnow server for one test, plus a reader connection (the real connector) to check what landed."""
-
-    def __init__(self, root: Path):
-        self.dir = root / "fakesnow"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
-        self.proc: subprocess.Popen | None = None
-        self._con = None
-
-    def start(self) -> None:
-        log = open(self.dir / "server.log", "a")
-        # TMPDIR: fakesnow keeps its stage files in a temp dir; keep them inside the test's directory
-        env = {**os.environ, "TMPDIR": str(self.dir)}
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(self.dir), str(self.port)],
-                                     stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", f"fakesnow server did not start: {(self.dir / 'server.log').read_text()[-2000:]}"
-
-    def stop(self) -> None:
-        if self._con is not None:
-            self._con = None  # its session dies with the server
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-            self.proc = None
-
-    def restart(self) -> None:
-        """Ends every session. On Snowflake a killed client's open transaction is rolled back when its session is
-        aborted (SYSTEM$ABORT_TRANSACTION, or idle timeout); a fakesnow session never ends, so this stands in for it."""
-        self.stop()
-        self.start()
-
-    def query(self, sql: str, params=None) -> list[tuple]:
-        if self._con is None:
-            self._con = snowflake_connector.connect(
-                account="acme", user="reader", password="reader-pw", host="127.0.0.1", port=self.port, protocol="http",
-                database=DATABASE, schema=SCHEMA, paramstyle="qmark", login_timeout=10, network_timeout=10,
-            )
-        cur = self._con.cursor()
-        cur.execute(sql, params)
-        return cur.fetchall()
-
-    def scalar(self, sql: str, params=None):
-        return self.query(sql, params)[0][0]
-
-    def tables(self) -> set[str]:
-        return {t for (t,) in self.query("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA()")}
-
-    def defaults(self, batch: int = 10_000, auth: str = "password: ${INGEST_TEST_SF_PASSWORD}") -> str:
-        return sf_defaults(self.port, batch, auth)
-
-
-def sf_defaults(port: int, batch: int = 10_000, auth: str = "password: ${INGEST_TEST_SF_PASSWORD}") -> str:
-    return f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-  batch: {{max_records: {batch}}}
-  snowflake:
-    account: acme
-    user: ingest_loader
-    {auth}
-    role: INGEST_LOADER
-    warehouse: LOADING
-    database: {DATABASE}
-    schema: {SCHEMA}
-    host: 127.0.0.1
-    port: {port}
-    protocol: http
-    login_timeout: 10
-    network_timeout: 10
-"""
-
-
-@pytest.fixture
-def sf(tmp_path):
-    server = FakeSnowflake(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 def demo_block(count: int, slice_: int, streams=("users", "products", "purchases"), always_updated: bool = False, seed: int = 7) -> str:
-    lines = "\n".join(f"      - name: {s}" for s in streams)
-    return f"""
-connectors:
-  demo:
-    team: platform
-    source: airbyte-source-faker==7.2.1
-    config: {{count: {count}, seed: {seed}, records_per_slice: {slice_}, parallelism: 1, always_updated: {str(always_updated).lower()}}}
-    streams:
-{lines}
-"""
-
-
-def env_for(project) -> dict:
-    """The secrets the configs reference, and TMPDIR inside the project (a killed run's Parquet files stay there)."""
-    tmp = project.root / "tmp"
-    tmp.mkdir(exist_ok=True)
-    return {**ENV, "TMPDIR": str(tmp)}
-
-
-def cli(project, *args, timeout: float = 240):
-    return run_cli(list(args), project.root, env=env_for(project), timeout=timeout)
-
-
-def assert_clean(result) -> None:
-    assert "Traceback" not in result.output, result.output
-    assert PASSWORD not in result.output and "PASSPHRASE" not in result.output, result.output
+    """The `connectors:` half of a project (the `defaults:` half is the fakesnow server's)."""
+    return blocks.dump({"connectors": {"demo": blocks.demo_block(count, slice_, streams, seed=seed, always_updated=always_updated)}})
 
 
 # ------------------------------------------------------------------------------------------- comparing with DuckDB
@@ -306,7 +170,7 @@ def test_full_refresh_replaces_the_table_with_key_pair_auth(project, sf):
     assert state_run == runs[0][0]
 
 
-def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):  # noqa: F811 - api is the fixture
+def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):
     """The widgets API of test_schema_evolution.py, into Snowflake, as a dedup and an append block (run side by side)."""
     (project.root / "widgets.yaml").write_text(MANIFEST)
     blocks = "".join(f"""
@@ -350,13 +214,9 @@ def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):  # noqa:
         assert json.loads(sf.scalar("SELECT COLUMN_MAP FROM _INGEST_TABLES WHERE TABLE_NAME = ?", [table]))["SIZECM"] == "sizeCm"
         latest = "" if write == "dedup" else f" AND _INGEST_RUN_ID = (SELECT MAX(_INGEST_RUN_ID) FROM {table})"
         rows = {r[0]: r[1:] for r in sf.query(
-            f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, SIZECM, _INGEST_REJECTED FROM {table} WHERE ID IN (1, 3)" + latest)}
-        qty, price, seen_null, color, size, rejected = rows[1]
-        assert qty is None and price == 1.5 and seen_null and color == "red" and size == 4
-        assert json.loads(rejected) == {"qty": "n/a", "seen_at": "yesterday"}
-        qty, price, seen_null, color, size, rejected = rows[3]
-        assert qty is None and price is None and color == "blue" and size == 2
-        assert json.loads(rejected) == {"qty": 2.5, "price": "cheap"}
+            f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, _INGEST_REJECTED, SIZECM FROM {table} WHERE ID IN (1, 3)" + latest)}
+        assert_misfits_kept(rows)
+        assert rows[1][5] == 4 and rows[3][5] == 2  # sizeCm
         if write == "dedup":
             assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 3  # 1 replaced, 2 kept, 3 added
             assert sf.scalar(f"SELECT QTY FROM {table} WHERE ID = 2") == 7
@@ -364,66 +224,9 @@ def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):  # noqa:
             assert sf.scalar(f"SELECT COUNT(*) FROM {table}") == 4
 
 
-KILL_COUNT = 6000
-
-
 def _state_offset(sf) -> int | None:
     rows = sf.query("SELECT STATE FROM _INGEST_STATE WHERE BLOCK = 'demo' AND STATE_KEY = 'users'")
     return None if not rows else json.loads(rows[0][0])["stream"]["stream_state"]["loop_offset"]
-
-
-def _kill_after(project, seconds: float) -> None:
-    proc = start_cli(["run", "demo", "--destination", "snowflake"], project.root, env=env_for(project))
-    flowing = threading.Event()
-
-    def watch():
-        for line in proc.stderr:
-            if "records (" in line:
-                flowing.set()
-
-    threading.Thread(target=watch, daemon=True).start()
-    assert flowing.wait(timeout=120), "the run never reported progress"
-    time.sleep(seconds)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-
-
-@pytest.mark.timeout(600)
-def test_sigkill_mid_load_then_rerun_loses_and_duplicates_nothing(project, sf):
-    # always_updated: every run re-reads all users with new updated_at values, so a rerun re-delivers what was landed
-    defaults = sf.defaults(batch=250).replace("defaults:\n", "defaults:\n  destination: snowflake\n")
-    project.write_config(defaults + demo_block(count=KILL_COUNT, slice_=250, streams=("users",), always_updated=True, seed=3))
-    rng = random.Random(20261127)
-    kills_with_data = 0
-    for delay in [rng.uniform(0.0, 2.5) for _ in range(3)]:
-        _kill_after(project, delay)
-        sf.restart()  # the killed session's open transaction (if any) is rolled back, as Snowflake does when it aborts it
-        offset = _state_offset(sf)
-        if "DEMO_USERS" in sf.tables():
-            assert sf.scalar("SELECT COUNT(*) - COUNT(DISTINCT ID) FROM DEMO_USERS") == 0
-        if offset is not None and offset < KILL_COUNT:
-            kills_with_data += 1
-            # State never ahead of data: every user the checkpoint claims (ids 1..offset) is in the table.
-            assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS WHERE ID <= ?", [offset]) == offset
-    # status (read-only) already shows the last killed run as failing; the rerun records every one as killed
-    dead = [r for (r,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'running' ORDER BY STARTED_AT")]
-    r = cli(project, "status", "--json")
-    users = json.loads(r.stdout)
-    assert r.code == 1 and users["status"] == "failing" and users["failure_class"] == "killed", r.output
-    assert dead[-1] in users["failure_message"]
-    r = cli(project, "run", "demo", "--destination", "snowflake", timeout=300)
-    assert r.code == 0, r.output
-    # (each killed run was recorded by the next run: only the last one was still `running` before this rerun)
-    killed = [k for (k,) in sf.query("SELECT RUN_ID FROM _INGEST_RUNS WHERE STATUS = 'killed' ORDER BY STARTED_AT")]
-    assert dead == killed[-1:] and len(killed) >= 1
-    events = sf.query("SELECT RUN_ID, PAYLOAD:error_class::VARCHAR FROM _INGEST_EVENTS WHERE NAME = 'data_failed.demo.users'")
-    assert sorted(events) == sorted((k, "killed") for k in killed)
-    assert sf.scalar("SELECT COUNT(*) FROM DEMO_USERS") == KILL_COUNT
-    assert sf.scalar("SELECT COUNT(DISTINCT ID) FROM DEMO_USERS") == KILL_COUNT
-    assert kills_with_data >= 1, "no kill landed between the first and the last checkpoint; the test proved nothing"
-    statuses = [s for (s,) in sf.query("SELECT STATUS FROM _INGEST_RUNS ORDER BY STARTED_AT")]
-    assert statuses[-1] == "succeeded" and statuses.count("killed") == len(statuses) - 1
-    assert _state_offset(sf) == KILL_COUNT
 
 
 def test_snowflake_error_mid_run_is_one_clear_line_and_keeps_committed_data(project, sf):
@@ -450,37 +253,16 @@ def test_snowflake_error_mid_run_is_one_clear_line_and_keeps_committed_data(proj
     assert "_INGEST_LOAD_DEMO_PRODUCTS" in failed["data_failed.demo.products"]
 
 
-class _RefusingLogin(BaseHTTPRequestHandler):
-    """Answers every Snowflake login the way Snowflake does for a wrong password."""
-
-    def do_POST(self):  # noqa: N802
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = json.dumps({"data": {"nextAction": None, "authnMethod": "PASSWORD"}, "code": "390100",
-                           "message": "Incorrect username or password was specified.", "success": False}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_login_refused_and_literal_password_are_clear_errors(project):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingLogin)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        project.write_config(sf_defaults(server.server_address[1]) + demo_block(count=100, slice_=100))
+    with RefusingLogin() as server:
+        project.write_config(sf_defaults(server.port) + demo_block(count=100, slice_=100))
         r = cli(project, "run", "demo", "--destination", "snowflake")
-    finally:
-        server.shutdown()
     assert r.code == 1, r.output
     assert_clean(r)
     assert "authentication failed for user ingest_loader on account acme (password)" in r.stderr, r.stderr
     assert "Incorrect username or password was specified" in r.stderr and not project.db.exists()
 
-    project.write_config(sf_defaults(_free_port(), auth=f"password: {PASSWORD}") + demo_block(count=100, slice_=100))
+    project.write_config(sf_defaults(free_port(), auth=f"password: {PASSWORD}") + demo_block(count=100, slice_=100))
     literal = cli(project, "state", "show", "demo", "--destination", "snowflake")
     assert literal.code == 2, literal.output
     assert "defaults.snowflake.password: is a secret" in literal.stderr

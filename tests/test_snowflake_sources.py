@@ -5,27 +5,12 @@ from __future__ import annotations
 
 import shutil
 
-from .conftest import ROOT, run_cli
+from .support.cli import ROOT, run_cli
 from .fakes.fake_greenscreens import FakeGreenscreens
 from .fakes.fake_jira import FakeJira
-from .test_snowflake_cli import assert_clean, env_for, sf  # noqa: F401 - `sf` is a fixture used below
-from . import test_truck_pricing as tp
+from .support import blocks, pullers
+from .support.snowflake import assert_clean, env_for
 
-JIRA_BLOCK = """
-connectors:
-  jira:
-    team: fraud
-    source: airbyte-source-jira==4.0.0
-    overrides: overrides/source-jira.yaml
-    config:
-      domain: acme.atlassian.net
-      base_url: {base_url}
-      email: ${{JIRA_EMAIL}}
-      api_token: ${{JIRA_API_TOKEN}}
-      max_retries: 1
-    streams:
-      - name: issues
-"""
 
 
 def _duck_issues(project) -> set[tuple]:
@@ -39,7 +24,7 @@ def _sf_issues(sf) -> set[tuple]:
 def test_jira_issues_land_the_same_in_snowflake_as_in_duckdb(project, sf):
     with FakeJira(issue_count=80, seed=11, token="tok-SF-jira-SECRET-77") as jira:
         shutil.copytree(ROOT / "overrides", project.root / "overrides")
-        project.write_config(sf.defaults() + JIRA_BLOCK.format(base_url=jira.base_url))
+        project.write_config(sf.defaults() + blocks.dump({"connectors": {"jira": blocks.jira_block(jira.base_url)}}))
         env = {**env_for(project), "JIRA_EMAIL": jira.email, "JIRA_API_TOKEN": jira.token}
 
         def run(*args):
@@ -73,16 +58,16 @@ def test_jira_issues_land_the_same_in_snowflake_as_in_duckdb(project, sf):
 
 def test_a_puller_lands_in_snowflake_like_in_duckdb(project, sf):
     with FakeGreenscreens() as gs:
-        tp.write_block(project, gs)
+        pullers.write_pricing_block(project, gs)
         text = (project.root / "connectors.yaml").read_text()
         snowflake = sf.defaults()[sf.defaults().index("  snowflake:"):]
         (project.root / "connectors.yaml").write_text(text.replace("defaults:\n", "defaults:\n" + snowflake, 1))
-        env = {**env_for(project), **tp.gs_env(gs)}
+        env = {**env_for(project), **pullers.gs_env(gs)}
         for dest in ("snowflake", "duckdb", "snowflake"):  # the second Snowflake run re-prices nothing new
             r = run_cli(["run", "truck_prices", "--destination", dest], project.root, env=env)
             assert r.code == 0, r.output
             assert_clean(r)
             assert gs.client_secret not in r.output
-    duck = {lane_id for (lane_id,) in project.query(f"SELECT lane_id FROM {tp.TABLE}")}
-    snow = [lane_id for (lane_id,) in sf.query(f'SELECT "LANE_ID" FROM "{tp.TABLE.upper()}"')]
+    duck = {lane_id for (lane_id,) in project.query(f"SELECT lane_id FROM {pullers.PRICES_TABLE}")}
+    snow = [lane_id for (lane_id,) in sf.query(f'SELECT "LANE_ID" FROM "{pullers.PRICES_TABLE.upper()}"')]
     assert len(snow) == len(set(snow)) == len(duck) > 0 and set(snow) == duck

@@ -4,22 +4,18 @@ from __future__ import annotations
 import json
 import time
 
-from .conftest import demo_config
-from .test_events import _unauthorized
-from .test_schema_evolution import MANIFEST as WIDGETS_MANIFEST, _Api
+from .support import blocks
+from .support.blocks import demo_config
+from .support.widgets import MANIFEST as WIDGETS_MANIFEST
 
 
-def _with_blocks(config: str, freshness: str) -> str:
-    return config.replace("    team: platform\n", f"    team: platform\n    freshness: {freshness}\n")
-
-
-def _status(project, *args):
-    r = project.cli("status", "--json", *args)
+def _status(project, *args, env=None):
+    r = project.cli("status", "--json", *args, env=env)
     return r, {(d["block"], d["stream"]): d for d in map(json.loads, r.stdout.splitlines())}
 
 
 def test_fresh_then_late_exits_non_zero_naming_the_stream(project):
-    project.write_config(_with_blocks(demo_config(count=100, slice_=100), "3s"))
+    project.write_config(demo_config(count=100, slice_=100, freshness="3s"))
     r, rows = _status(project)
     assert r.code == 1 and rows[("demo", "users")]["status"] == "late"  # never landed but expected
     assert not project.db.exists()  # status creates nothing
@@ -36,35 +32,25 @@ def test_fresh_then_late_exits_non_zero_naming_the_stream(project):
     assert "demo_users" in table.stdout and "late" in table.stdout
 
 
-def test_failing_block_shows_the_error_class_and_exits_non_zero(project):
-    api = _Api()
-    try:
-        (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
-        project.write_config(f"""
-defaults:
-  duckdb: {{path: warehouse.duckdb}}
-connectors:
-  widgets:
-    team: ops
-    manifest: widgets.yaml
-    config: {{base_url: "{api.base_url}"}}
-    streams: [{{name: widgets}}]
-    freshness: 1h
-""")
-        api.records = [{"id": 1}, {"id": 2}]
-        assert project.cli("run", "widgets").code == 0
-        r, rows = _status(project)
-        assert r.code == 0 and rows[("widgets", "widgets")]["status"] == "fresh"
-        assert rows[("widgets", "widgets")]["rows_history"] == [2]
-        api.server.RequestHandlerClass.do_GET = _unauthorized
-        assert project.cli("run", "widgets").code == 1
-        r, rows = _status(project, "--team", "ops")
-        w = rows[("widgets", "widgets")]
-        assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
-        assert w["last_load_rows"] == 2  # the last good load is still known
-        assert "widgets.widgets is failing" in r.stderr
-    finally:
-        api.close()
+def test_failing_block_shows_the_error_class_and_exits_non_zero(project, destination, api):
+    """On DuckDB and on Snowflake (fakesnow), from one body."""
+    d = destination
+    (project.root / "widgets.yaml").write_text(WIDGETS_MANIFEST)
+    widgets = {"team": "ops", "manifest": "widgets.yaml", "config": {"base_url": api.base_url},
+               "streams": [{"name": "widgets"}], "freshness": "1h"}
+    project.write_config(blocks.dump({"defaults": d.defaults(), "connectors": {"widgets": widgets}}))
+    api.records = [{"id": 1}, {"id": 2}]
+    assert d.cli("run", "widgets").code == 0
+    r, rows = _status(project, env=d.env)
+    assert r.code == 0 and rows[("widgets", "widgets")]["status"] == "fresh"
+    assert rows[("widgets", "widgets")]["rows_history"] == [2]
+    api.refuse(401)  # bad credentials
+    assert d.cli("run", "widgets").code == 1
+    r, rows = _status(project, "--team", "ops", env=d.env)
+    w = rows[("widgets", "widgets")]
+    assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
+    assert w["last_load_rows"] == 2  # the last good load is still known
+    assert "widgets.widgets is failing" in r.stderr
 
 
 def test_unknown_team_is_a_usage_error(project):

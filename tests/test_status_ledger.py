@@ -8,8 +8,8 @@ import json
 
 import duckdb
 
-from .conftest import demo_config
-from .ledger_factory import block_name, expected_rows, write_config, write_ledger
+from .support.blocks import demo_config
+from .support.ledger import block_name, expected_rows, write_config, write_ledger
 
 BLOCKS, LOADS = 1000, 50
 

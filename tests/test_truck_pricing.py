@@ -25,12 +25,12 @@ import duckdb
 import pytest
 import yaml
 
-from .conftest import CliResult, Project, start_cli
+from .support.cli import CliResult, Project, start_cli
 from .fakes import fake_greenscreens as gsf
 from .fakes.fake_greenscreens import FakeGreenscreens
+from .support.pullers import PRICES_TABLE as TABLE, SECRET_ENV, assert_no_secrets, gs_env, make_lanes_csv
+from .support.pullers import write_pricing_block as write_block
 
-SECRET_ENV = gsf.SECRET_ENV
-TABLE = "truck_prices_lane_rates"
 BATCH = gsf.BATCH_PATH
 LANES_CSV_ROWS = 25  # fixtures/pullers/lanes.csv
 
@@ -42,49 +42,6 @@ LANES_CSV_ROWS = 25  # fixtures/pullers/lanes.csv
 def gs():
     with FakeGreenscreens() as fake:
         yield fake
-
-
-def write_block(project: Project, fake: FakeGreenscreens | None = None, *, lanes: str = "{from: csv, path: lanes.csv}",
-                csv: Path | None = gsf.LANES_CSV, batch: int | None = None, **config) -> None:
-    """The cassettes' block (tests/fakes/fake_greenscreens.PROJECT_CONFIG), pointed at `fake`, with overrides."""
-    text = gsf.project_config(base_url=fake.base_url if fake else gsf.SITE)
-    text = text.replace("      lanes: {from: csv, path: lanes.csv}\n", f"      lanes: {lanes}\n")
-    settings = {"backoff_base_seconds": 0.01, "backoff_max_seconds": 0.05, "timeout_seconds": 2} if fake else {}
-    settings.update(config)
-    for key, value in settings.items():
-        if f"      {key}:" in text:
-            text = "\n".join(line for line in text.splitlines() if not line.startswith(f"      {key}:")) + "\n"
-        text = text.replace("    streams:\n", f"      {key}: {json.dumps(value)}\n    streams:\n", 1)
-    if batch:
-        text = text.replace("  duckdb: {path: warehouse.duckdb}\n", f"  duckdb: {{path: warehouse.duckdb}}\n  batch: {{max_records: {batch}}}\n")
-    (project.root / "connectors.yaml").write_text(text)
-    if csv is not None:
-        shutil.copyfile(csv, project.root / "lanes.csv")
-
-
-def gs_env(fake: FakeGreenscreens | None = None, secret: str | None = None) -> dict:
-    return {SECRET_ENV: secret or (fake.client_secret if fake else "replay-secret-0000")}
-
-
-def table_dump(project: Project) -> str:
-    """Every row of every table in the DuckDB file, as text (for secret scans)."""
-    if not project.db.exists():
-        return ""
-    out = []
-    con = duckdb.connect(str(project.db), read_only=True)
-    try:
-        for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall():
-            out.append(str(con.execute(f'SELECT * FROM "{name}"').fetchall()))
-    finally:
-        con.close()
-    return "\n".join(out)
-
-
-def assert_no_secrets(project: Project, result: CliResult | None, secrets) -> None:
-    texts = {"stdout": result.stdout if result else "", "stderr": result.stderr if result else "", "tables": table_dump(project)}
-    for secret in secrets:
-        for where, text in texts.items():
-            assert secret not in text, f"a secret leaked into {where}"
 
 
 def fake_secrets(fake: FakeGreenscreens) -> list[str]:
@@ -123,22 +80,6 @@ def stored_cursor(project: Project) -> dict | None:
     finally:
         con.close()
     return None if row is None else json.loads(row[0])["stream"]["stream_state"]
-
-
-def make_lanes_csv(path: Path, n: int, start: dt.date = dt.date(2024, 1, 1), bad_every: int = 0) -> None:
-    """n distinct lanes over n/50 days; every `bad_every`-th lane has an unroutable zip (a per-item 424)."""
-    cities = [("Chicago", "IL", "60611"), ("Dallas", "TX", "75204"), ("Atlanta", "GA", "30303"), ("Denver", "CO", "80202"),
-              ("Fresno", "CA", "93721"), ("Seattle", "WA", "98101"), ("Omaha", "NE", "68102"), ("Memphis", "TN", "38103")]
-    lines = ["shipment_id,pickup_date,transport_type,origin_city,origin_state,origin_zip,destination_city,destination_state,destination_zip"]
-    for i in range(n):
-        o, d = cities[i % 8], cities[(i // 8 + 1 + i) % 8]
-        if o == d:
-            d = cities[(cities.index(d) + 1) % 8]
-        day = start + dt.timedelta(days=i // 50)
-        dzip = "99999" if bad_every and i % bad_every == bad_every - 1 else d[2]
-        kind = ("VAN", "REEFER", "FLATBED")[(i // 64) % 3]
-        lines.append(f"S{i},{day},{kind},{o[0]},{o[1]},{o[2]}-{i:04d},{d[0]},{d[1]},{dzip}")
-    path.write_text("\n".join(lines) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- unit: lanes
@@ -435,7 +376,7 @@ def test_sigkill_at_random_points_then_rerun_loses_nothing_and_duplicates_nothin
 def _puller(project: Project, fake: FakeGreenscreens, monkeypatch, **config):
     from ingest.config import load_project
 
-    from .conftest import prepared
+    from .support.blocks import prepared
     from ingest.sources.pullers.truck_pricing import TruckPricingPuller
 
     write_block(project, fake, **config)

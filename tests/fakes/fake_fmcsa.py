@@ -34,17 +34,17 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import re
-import subprocess
 import sys
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .fake_greenscreens import RETRY_AFTER_WHOLE_SECONDS, ROOT, LoopbackServer, RollingWindowLimit, run_cli_in_cassette
+from tests.support import cassettes as _cassettes
+from tests.support.cli import ROOT
+from tests.support.net import RETRY_AFTER_WHOLE_SECONDS, LoopbackServer, RollingWindowLimit
 
 PREFIX = "/qc/services"
 RETRIEVAL = "2025-01-15T13:24:24.953+0000"
@@ -277,24 +277,12 @@ def make_vcr(record: bool):
     )
 
 
-def cassette_main(argv: list[str]) -> int:
-    split = argv.index("--") if "--" in argv else len(argv)
-    ours, cli_args = argv[:split], argv[split + 1:]
-    return run_cli_in_cassette(ours[ours.index("--cassette") + 1], cli_args, make_vcr("--record" in ours))
-
-
-RUNNER = "import sys; from tests.fakes.fake_fmcsa import cassette_main; sys.exit(cassette_main(sys.argv[1:]))"
-
-
 def cassette_command(cassette: Path, *cli_args: str, record: bool = False) -> list[str]:
-    return [sys.executable, "-c", RUNNER, "--cassette", str(cassette), *(["--record"] if record else []), "--", *cli_args]
+    return _cassettes.cassette_command(cassette, *cli_args, record=record, vcr="tests.fakes.fake_fmcsa:make_vcr", allow_unplayed=True)
 
 
 def cassette_env(key: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "FMCSA_"))}
-    env.setdefault("METAFLOW_USER", "ci")
-    env.update({KEY_ENV: key, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
-    return env
+    return _cassettes.cassette_env({KEY_ENV: key}, ("INGEST_", "FMCSA_"))
 
 
 def record() -> None:
@@ -303,21 +291,10 @@ def record() -> None:
     with FakeFMCSA(web_key=RECORDING_KEY) as fake, tempfile.TemporaryDirectory(prefix="record-fmcsa-") as tmp:
         root = Path(tmp)
         (root / "connectors.yaml").write_text(project_config(base_url=fake.base_url))
-        CARRIERS.unlink(missing_ok=True)
-        proc = subprocess.run(cassette_command(CARRIERS, "run", "carrier_safety", record=True), cwd=root,
-                              env=cassette_env(RECORDING_KEY), capture_output=True, text=True, timeout=300)
-        sys.stderr.write(proc.stderr)
-        sys.stdout.write(proc.stdout)
-        if proc.returncode != 0:
-            raise SystemExit(f"recording failed (exit {proc.returncode})")
-    text = CARRIERS.read_text()
-    assert RECORDING_KEY not in text and "127.0.0.1" not in text, CARRIERS
-    print(f"wrote {CARRIERS.relative_to(ROOT)} ({len(text):,} bytes)")
+        _cassettes.record_run(CARRIERS, cassette_command(CARRIERS, "run", "carrier_safety", record=True), root,
+                              cassette_env(RECORDING_KEY))
+    _cassettes.check_written(CARRIERS, RECORDING_KEY, "127.0.0.1")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["record"]:
-        record()
-    else:
-        print(__doc__)
-        sys.exit(2)
+    sys.exit(_cassettes.recorder_main(record, __doc__))

@@ -32,32 +32,28 @@ immediate 429 without Retry-After: ``RollingWindowLimit``),
 ``requests`` (log: method, path, status, lanes, token, time), ``calls_to(path)``, ``max_in_flight``.
 
 Cassettes: ``python -m tests.fakes.fake_greenscreens record`` rewrites fixtures/cassettes/greenscreens/*.yaml by
-running the real CLI against this fake (see ``record()``); ``cassette_main`` is the runner that replays them.
+running the real CLI against this fake (see ``record()``); tests/support/cassettes.py replays them (``make_vcr``).
 **The cassettes come from this fake, not from the real API.**
 """
 from __future__ import annotations
 
-import collections
 import copy
 import hashlib
 import json
 import math
-import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
+
+from tests.support import cassettes as _cassettes
+from tests.support.net import RollingWindowLimit, LoopbackServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PATH = "/v1/auth/token"
@@ -65,250 +61,6 @@ RATES_PATH = "/v3/prediction/rates"
 BATCH_PATH = "/v3/prediction/batch-rates"
 TRANSPORT_TYPES = ("VAN", "REEFER", "FLATBED", "HOTSHOT")
 EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
-MAINTENANCE_HTML = ("<!DOCTYPE html><html><head><title>Scheduled maintenance</title></head><body><h1>We'll be back "
-                    "soon</h1><p>The service is undergoing scheduled maintenance.</p></body></html>")
-
-
-# ================================================================================ generic loopback helpers
-# (also used by tests/fakes/fake_fmcsa.py)
-
-
-@dataclass
-class FakeRequest:
-    method: str
-    path: str
-    query: dict
-    status: int
-    at: float  # when the request arrived (time.monotonic(), before `latency`)
-    lanes: int = 0
-    token: str | None = None
-    body: Any = None
-
-
-@dataclass
-class Fault:
-    kind: str  # status | html | malformed | drop | stall
-    count: int
-    path: str | None = None
-    status: int = 500
-    body: Any = None
-    headers: dict = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def applies(self, path: str) -> bool:
-        return self.count > 0 and (self.path is None or path.startswith(self.path))
-
-
-RETRY_AFTER_WHOLE_SECONDS = "whole-seconds"
-
-
-class RollingWindowLimit:
-    """A server-side rate limit as strict as "N requests per second" can be read: at most `limit` accepted requests
-    in ANY 1-second window (a sliding log), checked when a request arrives, as an API gateway does before any work.
-    A refused request does not use up the limit. So a client pacing at exactly N/s is refused whenever one request
-    is delayed a little more than the one N requests before it (what a busy machine does).
-
-    `retry_after`: RETRY_AFTER_WHOLE_SECONDS (the seconds until the window has room, rounded up to whole seconds,
-    as HTTP's delta-seconds are), a fixed number of seconds, or None (no header, like Greenscreens)."""
-
-    def __init__(self, limit: float, retry_after: float | str | None = RETRY_AFTER_WHOLE_SECONDS):
-        self.limit = limit
-        self.retry_after = retry_after
-        self._accepted: collections.deque = collections.deque()
-        self._lock = threading.Lock()
-
-    def refusal_headers(self, now: float) -> dict | None:
-        """None when the request is within the limit (it is counted), else the 429's headers."""
-        with self._lock:
-            while self._accepted and now - self._accepted[0] >= 1.0:
-                self._accepted.popleft()
-            if len(self._accepted) < self.limit:
-                self._accepted.append(now)
-                return None
-            room_in = 1.0 - (now - self._accepted[0])
-        if self.retry_after is None:
-            return {}
-        if self.retry_after == RETRY_AFTER_WHOLE_SECONDS:
-            return {"Retry-After": str(max(1, math.ceil(room_in)))}
-        return {"Retry-After": f"{self.retry_after:g}"}
-
-
-class LoopbackServer:
-    """ThreadingHTTPServer on 127.0.0.1 with a fault queue, latency, an in-flight counter and a request log.
-    Subclasses implement `handle(method, path, query, headers, body) -> (status, body, headers, log_extra)`.
-    `rate_limit` (a RollingWindowLimit) answers 429 on arrival, before latency and faults."""
-
-    def __init__(self, latency: float = 0.0):
-        self.latency = latency
-        self.rate_limit: RollingWindowLimit | None = None
-        self.requests: list[FakeRequest] = []
-        self.faults: list[Fault] = []
-        self.lock = threading.Lock()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._server: ThreadingHTTPServer | None = None
-
-    # -- lifecycle
-
-    def start(self):
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                # Headers and body go out in separate writes; without NODELAY, Nagle + the client's delayed ACK
-                # add ~40 ms to every small answer (which would unfairly slow any one-request-per-item client).
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def _serve(self):
-                fake._dispatch(self)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    # -- faults
-
-    def _add(self, fault: Fault) -> None:
-        with self.lock:
-            self.faults.append(fault)
-
-    def fail_next(self, n: int, status: int = 500, *, path: str | None = None, body: Any = None, headers: dict | None = None) -> None:
-        self._add(Fault("status", n, path, status, body, headers or {}))
-
-    def html_next(self, n: int = 1, *, path: str | None = None) -> None:
-        self._add(Fault("html", n, path))
-
-    def malformed_next(self, n: int = 1, *, path: str | None = None) -> None:
-        self._add(Fault("malformed", n, path))
-
-    def drop_next(self, n: int = 1, *, path: str | None = None) -> None:
-        self._add(Fault("drop", n, path))
-
-    def stall_next(self, n: int, seconds: float, *, path: str | None = None) -> None:
-        self._add(Fault("stall", n, path, seconds=seconds))
-
-    def _take_fault(self, path: str) -> Fault | None:
-        with self.lock:
-            for fault in self.faults:
-                if fault.applies(path):
-                    fault.count -= 1
-                    return copy.copy(fault)
-        return None
-
-    # -- log
-
-    def calls_to(self, path: str) -> list[FakeRequest]:
-        return [r for r in self.requests if r.path == path]
-
-    def clear_requests(self) -> None:
-        with self.lock:
-            self.requests.clear()
-
-    # -- dispatch
-
-    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
-        arrived = time.monotonic()
-        with self.lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            split = urlsplit(h.path)
-            path, query = split.path, {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            length = int(h.headers.get("Content-Length") or 0)
-            raw = h.rfile.read(length) if length else b""
-            refused = self.rate_limit.refusal_headers(arrived) if self.rate_limit is not None else None
-            if refused is not None:
-                self._log(h.command, path, query, 429, {}, arrived)
-                self._send(h, 429, self.default_error_body(429), refused)
-                return
-            if self.latency:
-                time.sleep(self.latency)
-            fault = self._take_fault(path)
-            extra: dict = {}
-            if fault is not None and fault.kind == "drop":
-                self._log(h.command, path, query, 0, extra, arrived)
-                h.close_connection = True
-                try:
-                    h.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                return
-            if fault is not None and fault.kind == "stall":
-                time.sleep(fault.seconds)
-                fault = None
-            if fault is not None and fault.kind == "status":
-                status, body, headers = fault.status, fault.body, dict(fault.headers)
-                if body is None:
-                    body = self.default_error_body(fault.status)
-            elif fault is not None and fault.kind == "html":
-                status, body, headers = 200, MAINTENANCE_HTML, {"Content-Type": "text/html; charset=utf-8"}
-            elif fault is not None and fault.kind == "malformed":
-                status, body, headers = 200, '{"responses": [{"id": "trunc', {"Content-Type": "application/json"}
-            else:
-                status, body, headers, extra = self.handle(h.command, path, query, h.headers, raw)
-            self._log(h.command, path, query, status, extra, arrived)
-            self._send(h, status, body, headers)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
-
-    def _log(self, method, path, query, status, extra, arrived: float) -> None:
-        with self.lock:
-            self.requests.append(FakeRequest(method, path, query, status, arrived, **extra))
-
-    @staticmethod
-    def _send(h, status: int, body: Any, headers: dict) -> None:
-        if isinstance(body, (dict, list)):
-            payload = json.dumps(body).encode()
-            headers.setdefault("Content-Type", "application/json")
-        elif body is None:
-            payload = b""
-        else:
-            payload = body.encode() if isinstance(body, str) else body
-        try:
-            h.send_response(status)
-            for k, v in headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(payload)))
-            h.end_headers()
-            h.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def default_error_body(self, status: int) -> Any:
-        return {"code": "internal_error", "message": "Internal server error"}
-
-    def handle(self, method, path, query, headers, raw) -> tuple[int, Any, dict, dict]:  # pragma: no cover
-        raise NotImplementedError
 
 
 # ================================================================================ the Greenscreens fake
@@ -601,41 +353,12 @@ def make_vcr(record: bool):
     return v
 
 
-def run_cli_in_cassette(cassette: str, cli_args: list[str], vcr_obj) -> int:
-    """The real `ingest` CLI (ingest.cli:main) inside a cassette; returns its exit code."""
-    from ingest.cli import main as ingest_main
-
-    with vcr_obj.use_cassette(cassette, allow_playback_repeats=False):
-        try:
-            ingest_main.main(args=cli_args, prog_name="ingest", standalone_mode=True)
-        except SystemExit as exc:
-            code = exc.code
-        else:
-            code = 0
-    return 0 if code is None else code if isinstance(code, int) else 1
-
-
-def cassette_main(argv: list[str]) -> int:
-    """`--cassette FILE [--record] -- <ingest args>`: run the CLI inside a Greenscreens cassette."""
-    split = argv.index("--") if "--" in argv else len(argv)
-    ours, cli_args = argv[:split], argv[split + 1:]
-    record = "--record" in ours
-    cassette = ours[ours.index("--cassette") + 1]
-    return run_cli_in_cassette(cassette, cli_args, make_vcr(record))
-
-
-RUNNER = "import sys; from tests.fakes.fake_greenscreens import cassette_main; sys.exit(cassette_main(sys.argv[1:]))"
-
-
 def cassette_command(cassette: Path, *cli_args: str, record: bool = False) -> list[str]:
-    return [sys.executable, "-c", RUNNER, "--cassette", str(cassette), *(["--record"] if record else []), "--", *cli_args]
+    return _cassettes.cassette_command(cassette, *cli_args, record=record, vcr="tests.fakes.fake_greenscreens:make_vcr", allow_unplayed=True)
 
 
 def cassette_env(secret: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INGEST_", "GREENSCREENS_"))}
-    env.setdefault("METAFLOW_USER", "ci")
-    env.update({SECRET_ENV: secret, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
-    return env
+    return _cassettes.cassette_env({SECRET_ENV: secret}, ("INGEST_", "GREENSCREENS_"))
 
 
 def record() -> None:
@@ -649,22 +372,11 @@ def record() -> None:
         shutil.copyfile(LANES_CSV, root / "lanes.csv")
         for cassette, csv_file in ((INITIAL, LANES_CSV), (INCREMENTAL, LANES_MORE_CSV)):
             shutil.copyfile(csv_file, root / "lanes.csv")
-            cassette.unlink(missing_ok=True)
-            proc = subprocess.run(cassette_command(cassette, "run", "truck_prices", record=True), cwd=root,
-                                  env=cassette_env(RECORDING_SECRET), capture_output=True, text=True, timeout=300)
-            sys.stderr.write(proc.stderr)
-            sys.stdout.write(proc.stdout)
-            if proc.returncode != 0:
-                raise SystemExit(f"recording {cassette.name} failed (exit {proc.returncode})")
+            _cassettes.record_run(cassette, cassette_command(cassette, "run", "truck_prices", record=True), root,
+                                  cassette_env(RECORDING_SECRET))
         for cassette in (INITIAL, INCREMENTAL):
-            text = cassette.read_text()
-            assert RECORDING_SECRET not in text and "127.0.0.1" not in text and ".fake" not in text, cassette
-            print(f"wrote {cassette.relative_to(ROOT)} ({len(text):,} bytes)")
+            _cassettes.check_written(cassette, RECORDING_SECRET, "127.0.0.1", ".fake")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["record"]:
-        record()
-    else:
-        print(__doc__)
-        sys.exit(2)
+    sys.exit(_cassettes.recorder_main(record, __doc__))

@@ -1,12 +1,10 @@
 """A loopback OpenLineage receiver (what Marquez's POST /api/v1/lineage does, minus the storage): records every
 event with its headers; can answer an error status. `silent_port()` gives a port that accepts connections and never
-answers (a black-holed backend), to check that lineage cannot hold a sync up."""
+answers (a black-holed backend), to check that lineage cannot hold a sync up: tests/support/net.py."""
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -65,24 +63,3 @@ class LineageReceiver:
 
     def __exit__(self, *exc):
         self.close()
-
-
-@contextlib.contextmanager
-def silent_port():
-    """A port that accepts TCP connections (the kernel's backlog) but never reads or answers."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
-def closed_port() -> int:
-    """A port nothing listens on (connections are refused)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
