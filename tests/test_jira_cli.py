@@ -51,7 +51,7 @@ def assert_no_old_search(fake: FakeJira) -> None:
 
 def write_jira_project(project: Project, fake: FakeJira, *, max_retries: int = 0, batch: int | None = None) -> None:
     """The user's block (tests/record_jira_cassettes.PROJECT_CONFIG) + `base_url` (the fake) + `max_retries`."""
-    rec.write_project(project.root, base_url=fake.base_url)
+    rec.write_project(project.root, base_url=fake.base_url, end_date=None)
     path = project.root / "connectors.yaml"
     text = path.read_text().replace("      start_date:", f"      max_retries: {max_retries}\n      start_date:")
     if batch:
