@@ -13,7 +13,7 @@ To check against the real API, run `ingest run jira --stream issues` with real c
 
 How a recording is made:
 1. FakeJira(seed=SEED, issue_count=ISSUES) starts on 127.0.0.1; a temp project gets `connectors.yaml` from
-   `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line; both end the issue windows at END_DATE) and a copy of
+   `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line; both add CASSETTE_CONFIG) and a copy of
    overrides/source-jira.yaml.
 2. `tests/vcr_cli.py --record` runs the real CLI in a subprocess: `ingest run jira --stream issues`
    -> issues_initial.yaml (every issue, paged).
@@ -22,7 +22,7 @@ How a recording is made:
    plus the boundary record Jira re-delivers for `updated >= cursor`).
 vcr_cli.py drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
 URIs and bodies. The replay's JQL (`updated >= <epoch ms> and updated <= <epoch ms>`, one per window) must match exactly, so
-re-record whenever START_DATE, END_DATE,
+re-record whenever START_DATE, CASSETTE_CONFIG,
 the override's request parameters or the connector version change (the replay then fails loudly: record mode
 `none`). Recording is deterministic: re-running this script reproduces the same files.
 """
@@ -52,8 +52,9 @@ SEED = 11
 ISSUES = 60  # two pages of the override's page size (50): exercises nextPageToken paging
 START_DATE = "2024-01-01T00:00:00Z"
 # The issues stream reads in monthly windows up to now; a cassette must ask the same JQL at every replay, so its
-# config ends the windows at a fixed time (after every change below).
-END_DATE = "2024-07-01T00:00:00Z"
+# config ends the windows at a fixed time (after every change below), and reads them one at a time (vcrpy records
+# requests made from several threads at once unreliably).
+CASSETTE_CONFIG = {"end_date": '"2024-07-01T00:00:00Z"', "num_workers": "1"}
 # Placeholders for recording; the Authorization header is not stored and not matched on replay.
 EMAIL = "recorder@example.com"
 TOKEN = "recording-token-not-a-secret"
@@ -88,21 +89,23 @@ connectors:
 """ % START_DATE
 
 
-def project_config(base_url: str | None = None, end_date: str | None = END_DATE) -> str:
+def project_config(base_url: str | None = None, cassette: bool = True) -> str:
+    """The block; `cassette` adds CASSETTE_CONFIG (fixed windows, one at a time), `base_url` points it at a fake."""
     text = PROJECT_CONFIG
-    if end_date is not None:
-        text = text.replace("      start_date:", f"      end_date: \"{end_date}\"\n      start_date:")
+    if cassette:
+        extra = "".join(f"      {key}: {value}\n" for key, value in CASSETTE_CONFIG.items())
+        text = text.replace("      start_date:", extra + "      start_date:")
     if base_url is None:
         return text
     return text.replace("      domain: ${JIRA_DOMAIN}\n", f"      domain: ${{JIRA_DOMAIN}}\n      base_url: {base_url}\n")
 
 
-def write_project(root: Path, base_url: str | None = None, end_date: str | None = END_DATE) -> None:
-    """connectors.yaml + overrides/source-jira.yaml in `root`, as in a user's checkout (the cassettes' config ends
-    the issue windows at END_DATE; `end_date=None` reads up to now, like a user's block)."""
+def write_project(root: Path, base_url: str | None = None, cassette: bool = True) -> None:
+    """connectors.yaml + overrides/source-jira.yaml in `root`, as in a user's checkout (`cassette=False`: without
+    CASSETTE_CONFIG, i.e. windows up to now, read concurrently — exactly a user's block)."""
     (root / "overrides").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(OVERRIDE, root / "overrides" / "source-jira.yaml")
-    (root / "connectors.yaml").write_text(project_config(base_url, end_date))
+    (root / "connectors.yaml").write_text(project_config(base_url, cassette))
 
 
 def env(email: str = EMAIL, token: str = TOKEN) -> dict:
