@@ -13,7 +13,7 @@ To check against the real API, run `ingest run jira --stream issues` with real c
 
 How a recording is made:
 1. FakeJira(seed=SEED, issue_count=ISSUES) starts on 127.0.0.1; a temp project gets `connectors.yaml` from
-   `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line) and a copy of
+   `project_config(base_url=fake.base_url)` (the replay config plus one `base_url:` line; both add CASSETTE_CONFIG) and a copy of
    overrides/source-jira.yaml.
 2. `python -m tests.support.cassettes --record` (the suite's one VCR runner) runs the real CLI in a subprocess: `ingest run jira --stream issues`
    -> issues_initial.yaml (every issue, paged).
@@ -21,7 +21,8 @@ How a recording is made:
    on the same DuckDB file, so it starts from the saved cursor -> issues_incremental.yaml (changed issues only,
    plus the boundary record Jira re-delivers for `updated >= cursor`).
 The runner drops the Authorization header and rewrites http://127.0.0.1:<port> to https://acme.atlassian.net in
-URIs and bodies. The replay's JQL (`updated >= <epoch ms>`) must match exactly, so re-record whenever START_DATE,
+URIs and bodies. The replay's JQL (`updated >= <epoch ms> and updated <= <epoch ms>`, one per window) must match
+exactly, so re-record whenever START_DATE, CASSETTE_CONFIG,
 the override's request parameters or the connector version change (the replay then fails loudly: record mode
 `none`). Recording is deterministic: re-running this script reproduces the same files.
 """
@@ -48,6 +49,10 @@ DOMAIN = "acme.atlassian.net"
 SEED = 11
 ISSUES = 60  # two pages of the override's page size (50): exercises nextPageToken paging
 START_DATE = "2024-01-01T00:00:00Z"
+# The issues stream reads in monthly windows up to now; a cassette must ask the same JQL at every replay, so its
+# config ends the windows at a fixed time (after every change below), and reads them one at a time (vcrpy records
+# requests made from several threads at once unreliably).
+CASSETTE_CONFIG = {"end_date": '"2024-07-01T00:00:00Z"', "num_workers": "1"}
 # Placeholders for recording; the Authorization header is not stored and not matched on replay.
 EMAIL = "recorder@example.com"
 TOKEN = "recording-token-not-a-secret"
@@ -82,17 +87,23 @@ connectors:
 """ % START_DATE
 
 
-def project_config(base_url: str | None = None) -> str:
+def project_config(base_url: str | None = None, cassette: bool = True) -> str:
+    """The block; `cassette` adds CASSETTE_CONFIG (fixed windows, one at a time), `base_url` points it at a fake."""
+    text = PROJECT_CONFIG
+    if cassette:
+        extra = "".join(f"      {key}: {value}\n" for key, value in CASSETTE_CONFIG.items())
+        text = text.replace("      start_date:", extra + "      start_date:")
     if base_url is None:
-        return PROJECT_CONFIG
-    return PROJECT_CONFIG.replace("      domain: ${JIRA_DOMAIN}\n", f"      domain: ${{JIRA_DOMAIN}}\n      base_url: {base_url}\n")
+        return text
+    return text.replace("      domain: ${JIRA_DOMAIN}\n", f"      domain: ${{JIRA_DOMAIN}}\n      base_url: {base_url}\n")
 
 
-def write_project(root: Path, base_url: str | None = None) -> None:
-    """connectors.yaml + overrides/source-jira.yaml in `root`, as in a user's checkout."""
+def write_project(root: Path, base_url: str | None = None, cassette: bool = True) -> None:
+    """connectors.yaml + overrides/source-jira.yaml in `root`, as in a user's checkout (`cassette=False`: without
+    CASSETTE_CONFIG, i.e. windows up to now, read concurrently — exactly a user's block)."""
     (root / "overrides").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(OVERRIDE, root / "overrides" / "source-jira.yaml")
-    (root / "connectors.yaml").write_text(project_config(base_url))
+    (root / "connectors.yaml").write_text(project_config(base_url, cassette))
 
 
 def env(email: str = EMAIL, token: str = TOKEN) -> dict:

@@ -116,9 +116,15 @@ def jira():
         yield fake
 
 
+# One window (the fake's issues are all in 2024): these tests are about paging, faults and state, each request
+# once; reading in windows is tested end to end in tests/test_jira_resume.py.
+START_MS, END_MS = 1704067200000, 1735689599999  # 2024-01-01T00:00:00Z .. 2024-12-31T23:59:59.999Z
+WINDOW_JQL = f"updated >= {START_MS} and updated <= {END_MS} ORDER BY updated asc"
+
+
 def make_config(fake: FakeJira, **extra) -> dict:
-    return {"domain": "dummy.invalid", "base_url": fake.base_url, "email": fake.email,
-            "api_token": fake.token, **extra}
+    return {"domain": "dummy.invalid", "base_url": fake.base_url, "email": fake.email, "api_token": fake.token,
+            "start_date": "2024-01-01T00:00:00Z", "end_date": "2024-12-31T23:59:59Z", "issues_window": "P1Y", **extra}
 
 
 def issues_catalog(build, config: dict):
@@ -361,14 +367,14 @@ def test_full_read_returns_every_issue_once_across_pages(jira_build, jira, catal
     assert "nextPageToken" not in search[0].query
     assert all("nextPageToken" in r.query for r in search[1:])
     first = search[0].query
-    assert first["jql"] == "updated >= 0 ORDER BY updated asc"  # epoch ms; no project clause without `projects`
+    assert first["jql"] == WINDOW_JQL  # epoch ms; no project clause without `projects`
     assert first["maxResults"] == "50" and first["fields"] == "*all"
     assert first["expand"] == "renderedFields,transitions,changelog"
     assert not jira.requests_to(OLD_SEARCH), "the removed /search endpoint (410) must never be called"
     assert all(r.status == 200 for r in jira.requests)
     state = result.final_state[0].stream.stream_state.__dict__
     newest = max(parse_jira_datetime(i["fields"]["updated"]) for i in jira.issues)
-    assert state["state"] == {"updated": newest.strftime("%Y-%m-%dT%H:%M:%S+0000")}  # truncated to seconds
+    assert state == {"updated": newest.strftime("%Y-%m-%dT%H:%M:%S+0000")}  # truncated to seconds
     assert time.monotonic() - t0 < 10
 
 
@@ -377,7 +383,7 @@ def test_incremental_read_returns_changed_issues_and_boundary_record(jira_build,
     first = read_issues(jira_build, config, catalog)
     assert first.exception is None and len(first.records) == 120
     newest = max(first.records, key=lambda r: parse_jira_datetime(r["updated"]))
-    cursor = first.final_state[0].stream.stream_state.__dict__["state"]["updated"]
+    cursor = first.final_state[0].stream.stream_state.__dict__["updated"]
 
     jira.touch_issue("10003", updated="2024-03-01T10:00:00.001+0000")
     jira.upsert_issue("10010", summary="Renamed", updated="2024-03-02T11:12:13.456+0000")
@@ -390,7 +396,7 @@ def test_incremental_read_returns_changed_issues_and_boundary_record(jira_build,
     assert got == sorted({"10003", "10010", added["id"], newest["id"]})  # + the re-delivered boundary record
     assert next(r for r in second.records if r["id"] == "10010")["fields"]["summary"] == "Renamed"
     expected_ms = int(parse_jira_datetime(cursor).timestamp() * 1000)
-    assert jira.requests_to(SEARCH_JQL)[0].query["jql"] == f"updated >= {expected_ms} ORDER BY updated asc"
+    assert jira.requests_to(SEARCH_JQL)[0].query["jql"] == f"updated >= {expected_ms} and updated <= {END_MS} ORDER BY updated asc"
 
 
 def test_in_process_source_reads_and_resumes_from_state(tmp_path, jira_files, jira, catalog):
@@ -406,12 +412,13 @@ def test_in_process_source_reads_and_resumes_from_state(tmp_path, jira_files, ji
     assert again == [newest["id"]]  # only the boundary record (the cursor filter is `>=`)
 
 
-def test_projects_config_filters_by_project_id(jira_build, jira, catalog):
+def test_projects_config_filters_by_project_key(jira_build, jira, catalog):
     result = read_issues(jira_build, make_config(jira, projects=["OPS"]), catalog)
     assert result.exception is None
     assert result.records and {r["projectKey"] for r in result.records} == {"OPS"}
     assert len(result.records) == sum(1 for i in jira.issues if i["fields"]["project"]["key"] == "OPS")
-    assert {r.query["jql"] for r in jira.requests_to(SEARCH_JQL)} == {"updated >= 0 and project in (10001) ORDER BY updated asc"}
+    assert {r.query["jql"] for r in jira.requests_to(SEARCH_JQL)} == {
+        f"updated >= {START_MS} and updated <= {END_MS} and project in ('OPS') ORDER BY updated asc"}
 
 
 def test_base_url_with_path_prefix(jira_build, catalog):
@@ -444,8 +451,8 @@ def test_garbage_next_page_token_fails_the_stream(jira_build, jira, catalog):
     assert result.errors and BAD_TOKEN_MESSAGE in result.errors[0].message
     search = jira.requests_to(SEARCH_JQL)
     assert [r.status for r in search] == [200, 400]  # a 400 is not retried
-    # no cursor state may claim the whole stream was read
-    assert all("state" not in s.stream.stream_state.__dict__ for s in result.states)
+    # no cursor state may claim any of the stream was read (the window's start is where it began)
+    assert {s.stream.stream_state.__dict__.get("updated") for s in result.states} <= {"2024-01-01T00:00:00+0000"}
 
 
 def test_transient_faults_are_retried(jira_build, jira, catalog, fast_backoff):
@@ -459,13 +466,18 @@ def test_transient_faults_are_retried(jira_build, jira, catalog, fast_backoff):
     assert [r.status for r in jira.requests_to(SEARCH_JQL)] == [500, 503, 429, None, 200, 200, 200]
 
 
-def test_hidden_project_400_is_still_ignored(jira_build, jira, catalog):
-    """The connector's intent is kept: a JQL 400 about a project the user cannot see skips the slice."""
-    hidden = {"errorMessages": ["The value '10001' does not exist for the field 'project'."], "errors": {}}
-    jira.fail_next(1, 400, path=SEARCH_JQL, body=hidden)
-    result = read_issues(jira_build, make_config(jira), catalog)
-    assert result.exception is None and not result.errors and result.records == []
-    assert [r.status for r in jira.requests_to(SEARCH_JQL)] == [400]
+def test_a_project_jira_cannot_see_fails_the_stream_with_a_config_error(jira_build, jira, catalog):
+    """All configured projects are in one query, so skipping the 400 (the stock connector's way, per project) would
+    skip every project and still save the cursor: it fails, saying what to fix, and its cursor stays at the start."""
+    from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+    result = read_issues(jira_build, make_config(jira, projects=["OPS", "NOPE"]), catalog)
+    assert isinstance(result.exception, AirbyteTracedException)
+    assert result.records == []
+    assert [e.failure_type.value for e in result.errors] == ["config_error"]
+    assert "Jira cannot see a project in `projects`: The value 'NOPE' does not exist" in result.errors[0].message
+    assert [r.status for r in jira.requests_to(SEARCH_JQL)] == [400]  # not retried
+    assert {s.stream.stream_state.__dict__.get("updated") for s in result.states} <= {"2024-01-01T00:00:00+0000"}
 
 
 def test_max_retries_config_bounds_permanent_failure(jira_build, jira, catalog, fast_backoff):
