@@ -433,7 +433,9 @@ def test_sigkill_mid_sync_then_rerun_loses_nothing_and_duplicates_nothing(projec
         assert_table_equals_fake(project, jira)
 
         jira.add_issues(2600)
-        jira.latency = 0.03  # ~53 pages: the read takes several seconds, so the kill lands mid-stream
+        # ~53 pages in ~7 monthly windows read side by side: slow answers keep the read going for several seconds,
+        # so the kill lands mid-stream
+        jira.latency = 0.3
         kills_mid_stream = kills = 0
         # At least two kills; more (up to four) while none has landed mid-stream: on a loaded machine the first
         # commit can come after a short delay, and a kill before it proves nothing.

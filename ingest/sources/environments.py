@@ -286,17 +286,19 @@ class ConnectorCache:
         proc = subprocess.run([uv_binary(), *args], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
         if proc.returncode != 0:
             detail = _uv_reason(proc.stderr)
-            missing = re.search(r"there is no version of (\S+?)(==\S+?)? and (\S+?) depends on \1", proc.stderr)
+            # uv wraps its explanation to the terminal's width (COLUMNS): match on one line of single spaces.
+            stderr = " ".join(proc.stderr.split())
+            missing = re.search(r"there is no version of (\S+?)(==\S+?)? and (\S+?) depends on \1", stderr)
             if missing and "--override" not in args:
                 detail = (f"{missing.group(3)} requires {missing.group(1)}{missing.group(2) or ''}, which is not on the package "
                           f"index (a packaging mistake in the release?); the block can replace that requirement with "
                           f"dependency_overrides: [\"{missing.group(1)}<a version that exists>\"]")
-            elif "not found in the package registry" in proc.stderr:
+            elif "not found in the package registry" in stderr:
                 detail = "no such package on the package index (connector packages are named like airbyte-source-jira)"
-            elif "no version of" in proc.stderr.lower() or "there is no version" in proc.stderr.lower():
+            elif "no version of" in stderr.lower():
                 detail = f"no such release on the package index ({detail})"
             message = f"cannot {what}: {detail}"
-            raise (ConfigError(message) if config_error and _is_resolution_failure(proc.stderr) else SyncError(message))
+            raise (ConfigError(message) if config_error and _is_resolution_failure(stderr) else SyncError(message))
 
 
 def _is_resolution_failure(stderr: str) -> bool:

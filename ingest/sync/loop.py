@@ -25,6 +25,13 @@ from ..stopping import STOP_SIGNALS, stop_message as _stop_message
 from .results import StreamResult
 from .state import state_message_to_dict, stream_state_blob
 
+# A STATE that follows no record at all since the stream's last committed state (an empty date window, a
+# connector's heartbeat) is committed at most this often; in between it is held, and the stream's next state
+# replaces it. A connector that walks hundreds of empty windows would otherwise cost a transaction each (seconds
+# each on Snowflake). A kill loses at most this much progress through empty windows, and every commit still holds
+# a state that covers exactly what was committed before it.
+STATE_ONLY_EVERY = 5.0
+
 log = logging.getLogger("ingest")
 
 
@@ -63,17 +70,30 @@ class _Reader:
         self.counts = {name: 0 for name in targets}
         self.completed: set[str] = set()  # streams the connector said are complete
         self.progress = _Progress(progress, self.counts)
+        self.held_state: dict[str, dict | None] = {name: None for name in targets}  # state-only, not yet committed
+        self.last_commit: dict[str, float] = {name: 0.0 for name in targets}
+        self.rows_without_state: dict[str, bool] = {name: False for name in targets}  # committed since the last state
 
     def flush(self, name: str, state: dict | None) -> None:
         target = self.targets[name]
-        if not self.buffers[name] and state is None:
-            return
+        if state is not None and not self.buffers[name] and not target.staged and not self.rows_without_state[name]:
+            if time.monotonic() - self.last_commit[name] < STATE_ONLY_EVERY:
+                self.held_state[name] = state  # see STATE_ONLY_EVERY
+                return
+        if state is None and not self.buffers[name]:
+            state, self.held_state[name] = self.held_state[name], None  # the end (or a global state): commit it
+            if state is None:
+                return
+        elif state is not None:
+            self.held_state[name] = None  # a newer state supersedes the held one
         if target.staged and state is not None:
             self.pending_state[name], state = state, None
             if not self.buffers[name]:
                 return
         self.writer.submit(("write", target, self.buffers[name], self.emitted[name], state))
+        self.rows_without_state[name] = state is None
         self.buffers[name], self.emitted[name], self.sizes[name] = [], [], 0.0
+        self.last_commit[name] = time.monotonic()
 
     def read(self, source, configured, state, dest: Destination) -> SyncError | None:
         """Every message of the source, until it ends or fails; the failure (or a stop signal) as the run's error."""
