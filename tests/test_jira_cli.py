@@ -345,6 +345,8 @@ def test_bad_token_fails_with_config_error_and_never_prints_the_token(project, j
     assert jira.requests and all(q.status == 401 for q in jira.requests)
     asked = [(q.path, q.query.get("jql")) for q in jira.requests]
     assert len(asked) == len(set(asked)), "a 401 must not be retried (each window is asked once)"
+    assert r.stderr.count("connector error: ") == 1, r.stderr  # one line, however many windows answered 401
+    assert re.search(r"the same connector error \d+ more time\(s\)", r.stderr), r.stderr
     assert project.query("SELECT status FROM _ingest_runs") == [("failed",)]
     assert "config_error" in project.scalar("SELECT error FROM _ingest_runs")
     if "jira_issues" in tables(project):

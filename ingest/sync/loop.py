@@ -69,6 +69,7 @@ class _Reader:
         self.avg_size = 512.0
         self.counts = {name: 0 for name in targets}
         self.completed: set[str] = set()  # streams the connector said are complete
+        self.errors_seen: dict[str, int] = {}  # connector error text → times (a bad token fails every date window)
         self.progress = _Progress(progress, self.counts)
         self.held_state: dict[str, dict | None] = {name: None for name in targets}  # state-only, not yet committed
         self.last_commit: dict[str, float] = {name: 0.0 for name in targets}
@@ -188,7 +189,10 @@ class _Reader:
         if mtype == Type.LOG:
             _log_connector(message.log)
         elif mtype == Type.TRACE and message.trace.type == TraceType.ERROR:
-            log.error("connector error: %s", REDACTOR.redact(message.trace.error.message))
+            text = REDACTOR.redact(message.trace.error.message)
+            seen = self.errors_seen[text] = self.errors_seen.get(text, 0) + 1
+            if seen == 1:
+                log.error("connector error: %s", text)
         elif mtype == Type.TRACE and message.trace.type == TraceType.STREAM_STATUS:
             status = message.trace.stream_status
             if getattr(status.status, "value", status.status) == "COMPLETE":
@@ -220,6 +224,9 @@ class _Reader:
         return error
 
     def tally(self) -> None:
+        for text, seen in self.errors_seen.items():
+            if seen > 1:
+                log.error("the same connector error %d more time(s): %s", seen - 1, text)
         for name, target in self.targets.items():
             self.results[name].records = self.counts[name]
             self.results[name].rows_written = target.rows_written
