@@ -239,6 +239,21 @@ def test_list_and_validate_do_not_import_the_cdk_and_are_fast(command: str, tmp_
     assert report["seconds"] < 3.0, report
 
 
+def test_resources_in_every_accepted_form_and_the_default():
+    """`resources:` as the scheduled flow gets it (tests/test_argo_compile.py checks the pod): memory in MB whether
+    written as MB or Mi/Gi, fractional CPUs, and each key a block leaves out from the one default."""
+    from ingest.config import DEFAULT_RESOURCES, load_project
+
+    project = load_project(CONFIGS / "good" / "every_option.yaml")
+    sized = {name: block.spec.resources.model_dump() for name, block in project.blocks.items()}
+    assert sized == {
+        "demo": {"cpu": 0.5, "memory": 512},
+        "jira_proxied": DEFAULT_RESOURCES,
+        "custom": {"cpu": DEFAULT_RESOURCES["cpu"], "memory": 1536},
+        "warehouse": DEFAULT_RESOURCES,
+    }
+
+
 def test_repo_connectors_yaml_validates(tmp_path: Path):
     if not (ROOT / "connectors.yaml").is_file():
         pytest.skip("no connectors.yaml in the repository")

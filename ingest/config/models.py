@@ -1,8 +1,8 @@
 """The pydantic models of connectors.yaml: what every key may hold, checked for every block when the file is loaded.
 
-Only structure lives here (unknown keys, types, enums, cron, durations, one source per block); turning pydantic's
-errors into `file:line: key: message` is `problems.py`'s job, and the checks that need the connector or the secrets
-are `resolve.py`'s.
+Only structure lives here (unknown keys, types, enums, cron, durations, one source per block; a block's `resources:`
+in resources.py); turning pydantic's errors into `file:line: key: message` is `problems.py`'s job, and the checks that
+need the connector or the secrets are `resolve.py`'s.
 """
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..secrets import literal_secret
+from .resources import ResourceSettings
 
 # `airbyte-source-stripe` (newest at install time, then pinned in connectors.lock) or `airbyte-source-stripe==5.14.1`.
 PACKAGE = re.compile(r"^(?P<package>airbyte-source-[a-z0-9]+(-[a-z0-9]+)*)(==(?P<version>[0-9][0-9A-Za-z.+!-]*))?$")
@@ -110,6 +111,8 @@ class BlockSpec(_Strict):
     destination: Literal["duckdb", "snowflake"] | DestinationSpec | None = None
     schedule: str | None = None
     freshness: str | None = None
+    # CPU and memory of each `sync` pod when the block runs as a scheduled flow (resources.py has the default).
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
 
     @model_validator(mode="after")
     def _one_source(self) -> "BlockSpec":

@@ -183,6 +183,13 @@ def _split_loc(data: Any, loc: tuple) -> tuple[tuple, tuple | None, str | None, 
 
 def structure_problems(data: Any, errors: list[dict], problems: "Problems") -> None:
     """Turn pydantic errors into problems at the right file path; one message per union, not one per member."""
+    for path, message in structure_messages(data, errors):
+        problems.add(path, message)
+
+
+def structure_messages(data: Any, errors: list[dict]) -> list[tuple[tuple, str]]:
+    """pydantic errors → (key path in `data`, message) pairs, without a file: for checks that have no file at hand
+    (a deployed flow's config) and for `structure_problems`."""
     plain: list[tuple[tuple, str]] = []
     unions: dict[tuple, dict[str, list[tuple[tuple, dict]]]] = {}
     for err in errors:
@@ -218,8 +225,7 @@ def structure_problems(data: Any, errors: list[dict], problems: "Problems") -> N
                 if text not in wanted:
                     wanted.append(text)
         plain.append((site, f"expected {' or '.join(wanted)}; got {_shown(value)}"))
-    for path, message in plain:
-        problems.add(path, message)
+    return plain
 
 
 def problems_for(project: "Project") -> Problems:
