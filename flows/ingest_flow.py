@@ -6,7 +6,7 @@
 - `connectors` (Config) is connectors.yaml, parsed at deploy time by `ingest.flowconfig.parse_for_flow`, which also
   embeds the files blocks refer to (overrides, manifests): the value travels with the code package.
 - `connector` (Config) picks the block: its cron becomes `@schedule`, its name the `@project` (ingest_<block>), so
-  every block deploys as its own Argo CronWorkflow.
+  every block deploys as its own Argo CronWorkflow; its `resources:` (or the default) the `sync` step's `@resources`.
 - `start` fans out over the block's streams: one `sync` task (pod) per stream. Each task runs the SAME library call
   as `ingest run <block> --stream <s>` and announces what it landed from inside the step (DataLanded events).
 - Secrets: in production, attach Metaflow `@secrets` (e.g. `--with secrets:sources=[...]` at deploy time) so the
@@ -18,7 +18,7 @@ import os
 
 from metaflow import Config, FlowSpec, Parameter, card, config_expr, current, project, resources, retry, schedule, step
 
-from ingest.flowconfig import pick, project_name, schedule_of  # noqa: F401  (used inside config_expr)
+from ingest.flowconfig import pick, project_name, resources_of, schedule_of  # noqa: F401  (used inside config_expr)
 
 
 @project(name=config_expr("project_name(connector)"))
@@ -40,7 +40,9 @@ class IngestFlow(FlowSpec):
 
     @card(type="blank", id="ingest_sync")
     @retry(times=1, minutes_between_retries=0)
-    @resources(cpu=1, memory=4096)
+    # Each stream's pod: the block's `resources:` in connectors.yaml (checked at deploy), else DEFAULT_RESOURCES.
+    @resources(cpu=config_expr("resources_of(connectors, connector)['cpu']"),
+               memory=config_expr("resources_of(connectors, connector)['memory']"))
     @step
     def sync(self):
         import ingest

@@ -9,6 +9,9 @@ Connector releases are frozen at deploy time too: every `source:` is rewritten t
 names (`airbyte-source-jira==4.0.0`, with its runtime), so a pod runs the code that was tested, whatever PyPI holds
 by then. A pod finds that release in its connectors cache (baked into the image by `ingest install`, see
 docs/deploy.md) or builds it there at task start.
+
+The flow's decorators read the chosen block through the helpers at the end (`config_expr`): its cron (`@schedule`),
+its project name (`@project`) and the CPU and memory of its sync pods (`@resources`).
 """
 from __future__ import annotations
 
@@ -18,8 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from . import yamlfile
+from .config.problems import format_path, structure_messages
+from .config.resources import ResourceSettings
+from .errors import ConfigError
+from .secrets import REDACTOR
 
 FILES_KEY = "_files"
 FILE_KEYS = ("manifest", "components", "overrides")
@@ -115,3 +123,20 @@ def project_name(connector) -> str:
 
 def schedule_of(connectors, connector) -> str:
     return pick(connectors, connector).get("schedule") or "0 0 * * *"
+
+
+def resources_of(connectors, connector) -> dict:
+    """The sync step's `@resources(cpu=..., memory=...)` (memory in MB): the chosen block's `resources:`, each key it
+    leaves out from DEFAULT_RESOURCES (ingest/config/resources.py).
+
+    Checked by the same model `ingest validate` uses, here too: this runs at deploy time, and a value Metaflow cannot
+    use (or one far off, like `memory: 4` meaning GB) must fail the deploy, not every scheduled run."""
+    name = connector["name"]
+    raw = _plain(pick(connectors, connector).get("resources", {}))
+    try:
+        return ResourceSettings.model_validate(raw).model_dump()
+    except ValidationError as exc:
+        where = ("connectors", name, "resources")
+        errors = [{**err, "loc": where + tuple(err["loc"])} for err in exc.errors()]
+        messages = structure_messages({"connectors": {name: {"resources": raw}}}, errors)
+        raise ConfigError([f"{format_path(path)}: {REDACTOR.redact(message)}" for path, message in messages]) from None

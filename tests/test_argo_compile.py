@@ -6,10 +6,11 @@ deployed with the exact commands of docs/deploy.md, in a subprocess, from the re
 environment a platform team provides (METAFLOW_HOME points at an empty directory: no ~/.metaflowconfig leaks in).
 
 Checked here: the WorkflowTemplate (`--only-json`) of every block in connectors.yaml — cron, @project, one template per
-step, @resources, @retry, image, namespace; the CronWorkflow, the embedded `connectors` config (override files
-included) in the uploaded code package, and the Argo Events Sensors of the downstream flows (event-name filters,
-payload → Parameter mappings). NOT checked (needs a real cluster): that Argo accepts these objects, that pods start
-from the image, that the webhook → EventSource → Sensor chain fires. See docs/deploy.md.
+step, the sync pods' CPU/memory (the block's `resources:` or the default), @retry, image, namespace; the CronWorkflow,
+the embedded `connectors` config (override files included) in the uploaded code package, and the Argo Events Sensors
+of the downstream flows (event-name filters, payload → Parameter mappings). NOT checked (needs a real cluster): that
+Argo accepts these objects, that pods start from the image, that the webhook → EventSource → Sensor chain fires. See
+docs/deploy.md.
 
 Optional packages (skipped when missing): `pip install moto flask flask-cors` then `pip install 'kubernetes<33'`.
 """
@@ -35,6 +36,7 @@ pytest.importorskip("flask", reason="optional: pip install moto flask flask-cors
 pytest.importorskip("flask_cors", reason="optional: pip install moto flask flask-cors")
 pytest.importorskip("kubernetes", reason="optional: pip install 'kubernetes<33'")
 
+from ingest.config import DEFAULT_RESOURCES  # noqa: E402
 from ingest.triggers import flow_triggers  # noqa: E402
 
 from .fakes.s3_server import S3Server  # noqa: E402 - after the importorskip
@@ -51,6 +53,10 @@ ARGO_EVENTS = {
 }
 CONNECTORS = yaml.safe_load((ROOT / "connectors.yaml").read_text())
 BLOCKS = sorted(CONNECTORS["connectors"])
+# The platform's floor under every pod's request. Metaflow sizes a Kubernetes pod by the larger of `@resources` and
+# `@kubernetes`'s defaults (1 CPU, 4096 MB unless these are set: Netflix/metaflow#2464), so without a lower floor a
+# block's smaller `resources:` would be silently raised to 4096 MB. docs/deploy.md asks the platform for these.
+KUBERNETES_FLOOR = {"METAFLOW_KUBERNETES_CPU": "0.5", "METAFLOW_KUBERNETES_MEMORY": "512"}
 # metaflow's vendored yaml imports the deprecated top-level `_yaml` when its Kubernetes plugin loads: not ours
 pytestmark = pytest.mark.filterwarnings("ignore:The _yaml extension module:DeprecationWarning")
 ARTIFACTS = os.environ.get("ARGO_COMPILE_OUT")  # scripts/argo_compile.sh: keep the compiled objects for review
@@ -165,6 +171,7 @@ def deploy_env(s3, kube, tmp_path_factory) -> dict:
         "METAFLOW_KUBERNETES_CONTAINER_IMAGE": IMAGE,
         "KUBECONFIG": str(kube.write_kubeconfig(home / "kubeconfig")),
         "PYTHONUNBUFFERED": "1",
+        **KUBERNETES_FLOOR,
     })
     return env
 
@@ -245,16 +252,45 @@ def test_every_block_compiles_to_a_workflow_template(deploy_env, block):
     assert dag == ["start", [["sync"]], "join", "end"]
     assert all(steps[s]["container"]["image"] == IMAGE for s in ("start", "sync", "join", "end"))
 
-    # @resources / @retry of the sync step reach its pod spec
-    decos = {d.name: d.attributes for d in load_flow_module("ingest_flow.py").IngestFlow.sync.decorators}
+    # the block's `resources:` (or the default) is what each sync pod requests; @retry reaches the pod spec too
+    declared = {**DEFAULT_RESOURCES, **CONNECTORS["connectors"][block].get("resources", {})}
     requests = steps["sync"]["container"]["resources"]["requests"]
-    assert quantity(requests["cpu"]) >= float(decos["resources"]["cpu"])
-    assert quantity(requests["memory"]) >= float(decos["resources"]["memory"])
+    assert quantity(requests["cpu"]) == float(declared["cpu"]), requests
+    assert quantity(requests["memory"]) == float(declared["memory"]), requests
+    decos = {d.name: d.attributes for d in load_flow_module("ingest_flow.py").IngestFlow.sync.decorators}
     assert steps["sync"]["retryStrategy"]["limit"] == decos["retry"]["times"]
 
     # the runtime Parameters, with their defaults (the cron uses them)
     params = {p["name"]: p["value"] for p in wt["spec"]["arguments"]["parameters"]}
     assert params == {"destination": '""', "full_refresh": "false"}
+
+
+def test_connectors_yaml_has_blocks_with_and_without_declared_resources():
+    """What makes the compile test above prove something: one block's own `resources:` (different from the default and
+    above the platform floor) must reach its template, and a block without one must get the default."""
+    blocks = CONNECTORS["connectors"].values()
+    declared = [b["resources"] for b in blocks if "resources" in b]
+    assert any({**DEFAULT_RESOURCES, **r} != DEFAULT_RESOURCES for r in declared), \
+        f"no block in connectors.yaml declares resources other than DEFAULT_RESOURCES {DEFAULT_RESOURCES}: {declared}"
+    assert any("resources" not in b for b in blocks), "every block in connectors.yaml declares its resources"
+    floor_cpu, floor_memory = (float(KUBERNETES_FLOOR[f"METAFLOW_KUBERNETES_{k}"]) for k in ("CPU", "MEMORY"))
+    for r in [DEFAULT_RESOURCES, *declared]:
+        assert float(r.get("cpu", floor_cpu)) >= floor_cpu and float(r.get("memory", floor_memory)) >= floor_memory, r
+
+
+def test_a_block_with_invalid_resources_is_not_deployed(deploy_env, tmp_path):
+    """A `resources:` value `ingest validate` refuses also fails the deploy, naming the block and the key."""
+    data = json.loads(json.dumps(CONNECTORS))
+    data["connectors"]["demo"]["resources"] = {"cpu": 1, "memory": "4GB"}
+    path = tmp_path / "connectors.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    proc = deploy(deploy_env, "ingest_flow.py", "--config", "connectors", str(path),
+                  "--config-value", "connector", '{"name": "demo"}', "argo-workflows", "create", "--only-json",
+                  expect_ok=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert "connectors.demo.resources.memory: expected an integer number of MB (e.g. 1024) or a string with a unit " \
+           "Mi or Gi (e.g. '512Mi', '2Gi'); got '4GB'" in out, out[-3000:]
 
 
 def test_production_deploy_creates_the_cron_workflow_and_embeds_the_config(deploy_env, kube, s3):
@@ -302,17 +338,22 @@ def test_production_deploy_creates_the_cron_workflow_and_embeds_the_config(deplo
 
 def test_a_production_profile_of_connectors_yaml_is_what_gets_deployed(deploy_env, s3, tmp_path):
     """`--config connectors connectors.prod.yaml`: the same blocks, landing in Snowflake (a pod's local DuckDB file
-    would vanish with the pod). Override paths stay relative to the directory the deploy runs from."""
+    would vanish with the pod), sized for production. Override paths stay relative to the directory the deploy runs
+    from."""
     prod = json.loads(json.dumps(CONNECTORS))
     prod["defaults"]["destination"] = "snowflake"
     prod["defaults"]["snowflake"] = {"account": "acme-xy12345", "user": "INGEST_LOADER",
                                      "private_key": "${SNOWFLAKE_PRIVATE_KEY}", "role": "INGEST_LOADER",
                                      "warehouse": "INGEST_WH", "database": "RAW", "schema": "INGEST"}
+    # a fraction of a core and a Kubernetes-style quantity: both reach the pod as Metaflow's numbers (cores, MB)
+    prod["connectors"]["jira"]["resources"] = {"cpu": 0.75, "memory": "2Gi"}
     path = tmp_path / "connectors.prod.yaml"
     path.write_text(yaml.safe_dump(prod, sort_keys=False))
     proc = deploy(deploy_env, "ingest_flow.py", "--config", "connectors", str(path),
                   "--config-value", "connector", '{"name": "jira"}', "argo-workflows", "create", "--only-json")
     wt = json.loads(proc.stdout)
+    requests = containers(wt)["sync"]["container"]["resources"]["requests"]
+    assert (quantity(requests["cpu"]), quantity(requests["memory"])) == (0.75, 2048), requests
     assert json.loads(wt["metadata"]["annotations"]["metaflow/cron"])["schedule"] == "0 * * * *"
     deployed = json.loads(code_package(s3, wt).extractfile(".mf_meta/CONFIG").read())["user_configs"]["connectors"][0]
     assert deployed["defaults"]["destination"] == "snowflake"
