@@ -71,9 +71,15 @@ def prepared(block):
     return block
 
 
-def jira_block(base_url: str, source: str = "airbyte-source-jira==4.0.0", **settings: Any) -> dict:
-    """The Jira block against a loopback fake (tests/fakes/fake_jira.py), with the repo's override copied next to it."""
+def jira_block(base_url: str, source: str = "airbyte-source-jira==4.0.0", window: str | None = "P100Y",
+               **settings: Any) -> dict:
+    """The Jira block against a loopback fake (tests/fakes/fake_jira.py), with the repo's override copied next to it.
+    `window` is the block's `issues_window`: one window by default (a test about something else should not walk the
+    override's ~monthly windows since the connector's default start date); None keeps the override's default."""
+    config = {"domain": "acme.atlassian.net", "base_url": base_url, "email": "${JIRA_EMAIL}",
+              "api_token": "${JIRA_API_TOKEN}", "max_retries": 1}
+    if window:
+        config["issues_window"] = window
     return {"team": "fraud", "source": source, "overrides": "overrides/source-jira.yaml",
-            "config": {"domain": "acme.atlassian.net", "base_url": base_url, "email": "${JIRA_EMAIL}",
-                       "api_token": "${JIRA_API_TOKEN}", "max_retries": 1},
+            "config": config,
             "streams": [{"name": "issues"}], **settings}
