@@ -243,9 +243,9 @@ def discover(ctx, block, as_json):
     _quiet_connector(ctx)
     catalog = _manager(ctx, resolve=block).discover(block)
     if as_json:
-        from airbyte_cdk.models.airbyte_protocol_serializers import AirbyteCatalogSerializer
+        from .sources.protocol import catalog_to_dict
 
-        click.echo(json.dumps(AirbyteCatalogSerializer.dump(catalog), indent=2, default=str))
+        click.echo(json.dumps(catalog_to_dict(catalog), indent=2, default=str))
         return
     render.print_catalog(catalog)
 

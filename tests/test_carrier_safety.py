@@ -134,6 +134,7 @@ def test_snapshot_planning_resumes_unfinished_and_skips_complete(monkeypatch):
     from ingest.sources.pullers import models
     from ingest.sources.pullers import state_message as sm
     from ingest.sources.pullers.carrier_safety import CarrierSafetyPuller
+    from ingest.sources.protocol import state_to_dict
 
     m = models()
 
@@ -146,7 +147,7 @@ def test_snapshot_planning_resumes_unfinished_and_skips_complete(monkeypatch):
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
 
     def states(blob_a, blob_b=None):
-        return [sm("snapshots", blob_a).state, sm("basics", blob_b or blob_a).state]
+        return [state_to_dict(sm("snapshots", blob_a).state), state_to_dict(sm("basics", blob_b or blob_a).state)]
 
     assert puller._plan(wanted, []) == (today, None, False, None)
     plan = puller._plan(wanted, states({"snapshot_date": "2024-01-02", "last_dot_number": 50, "complete": False},

@@ -26,6 +26,7 @@ import pytest
 from ingest.config import load_project
 from ingest.sources.airbyte import InProcessSource
 from ingest.sources.environments import ConnectorCache
+from ingest.sources.protocol import state_to_dict
 from ingest.sources.manifest import (
     SchemaFile,
     apply_override,
@@ -408,7 +409,8 @@ def test_in_process_source_reads_and_resumes_from_state(tmp_path, jira_files, ji
     states = [m.state for m in first if m.type == Type.STATE]
     assert len(records) == len({r["id"] for r in records}) == 120
     newest = max(records, key=lambda r: parse_jira_datetime(r["updated"]))
-    again = [m.record.data["id"] for m in source.read(catalog, states[-1:]) if m.type == Type.RECORD]
+    stored = [state_to_dict(s) for s in states[-1:]]  # what the runner stores and hands back
+    again = [m.record.data["id"] for m in source.read(catalog, stored) if m.type == Type.RECORD]
     assert again == [newest["id"]]  # only the boundary record (the cursor filter is `>=`)
 
 

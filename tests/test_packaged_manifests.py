@@ -27,6 +27,7 @@ from ingest.config import load_project
 from ingest.sources import manifest as mf
 from ingest.sources.airbyte import InProcessSource
 from ingest.sources.environments import ConnectorCache
+from ingest.sources.protocol import state_to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 RELEASES = {
@@ -530,7 +531,7 @@ def test_github_workflow_runs_read_with_custom_pagination(tmp_path, files):
             {"partition": {"repository": "acme/app"}, "cursor": {"updated_at": "2024-05-03T00:00:00Z"}}]
 
         fake.requests.clear()
-        second = list(source.read(catalog, [state]))
+        second = list(source.read(catalog, [state_to_dict(state)]))  # what the runner stores and hands back
         # page 1's oldest run (2024-03-01) is > 32 days before the state (2024-05-03): the component stops paging
         assert fake.runs_requested() == [None]
         assert [m.record.data["id"] for m in second if m.type == Type.RECORD] == [3]  # the boundary record (>=)

@@ -235,10 +235,11 @@ class InProcessSource(Source):
         return f" (the connector's components {what}, not the runner's CDK {runner}; {where})"
 
     def read(self, catalog, state: list) -> Iterator[Any]:
-        from airbyte_cdk.models import TraceType, Type
+        from airbyte_cdk.models import AirbyteStateMessageSerializer, TraceType, Type
 
         first_error = None
         with contained():
+            state = [AirbyteStateMessageSerializer.load(s) for s in state]  # the CDK's own state classes
             try:
                 source, config = self._build(catalog, state)
                 for message in source.read(logging.getLogger("airbyte"), config, catalog, state):

@@ -1,6 +1,6 @@
 """What the sync loop needs from any source: an Airbyte connector run in-process or one of our pullers.
 
-Both speak the Airbyte protocol with `airbyte_cdk.models` objects (no JSON round trip), so everything downstream —
+All speak the Airbyte protocol with its dataclasses (sources/protocol.py; no JSON round trip in-process), so everything downstream —
 state, destinations, events, CLI — is shared and a user cannot tell them apart except by the `source:` line.
 """
 from __future__ import annotations
@@ -26,7 +26,8 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def read(self, catalog: Any, state: list[Any]) -> Iterator[Any]:
-        """Yield `AirbyteMessage`s for the configured catalog, resuming from `state` (AirbyteStateMessages).
+        """Yield `AirbyteMessage`s for the configured catalog, resuming from `state` (the stored state messages, JSON
+        dicts: each runtime turns them into what its connector takes).
         Raises `SyncError` on failure, after yielding everything that was read."""
 
 

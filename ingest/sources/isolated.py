@@ -4,7 +4,8 @@ A connector's dependencies are the connector's business (DESIGN.md, "Connectors 
 version has a virtualenv of its own, and its code runs there as a child process, `<env>/bin/python -I
 isolated_child.py`. This module starts that child, hands it the command, config, catalog and state on stdin (never
 argv or the environment: both are readable by any local user in /proc), and turns its frames back into what the sync
-loop expects from any Source: `airbyte_cdk.models` objects, plus `RecordBatch` for records, which arrive batched per
+loop expects from any Source: protocol messages (sources/protocol.py; the runner never imports the CDK for a
+connector run this way), plus `RecordBatch` for records, which arrive batched per
 stream (see isolated_child.py for the frame format and why).
 
 Lifetime: the child dies with the runner (PR_SET_PDEATHSIG, set by the child itself, race-free, and inherited by its
@@ -32,8 +33,8 @@ import orjson
 from ..errors import SyncError
 from ..secrets import REDACTOR
 from .base import RecordBatch, Source
-from .containment import import_cdk
 from .isolated_child import ERROR, HEADER, RECORD_BATCH, error_line, without_traceback  # one definition
+from .protocol import configured_catalog_to_dict, load_message
 from .messages import check_message  # one wording for every runtime: no Python reprs, no quoted wrappers
 
 log = logging.getLogger("ingest.connector")
@@ -94,10 +95,8 @@ class IsolatedSource(Source):
         return self._answer("discover", "CATALOG", child=child).catalog
 
     def read(self, catalog, state: list) -> Iterator[Any]:
-        models = _models()
-        catalog = models.ConfiguredAirbyteCatalogSerializer.dump(catalog)
-        state = [models.AirbyteStateMessageSerializer.dump(s) for s in state]
-        yield from self._run(self._child(), "read", catalog=catalog, state=state)
+        # the state is already the stored JSON the child hands its connector
+        yield from self._run(self._child(), "read", catalog=configured_catalog_to_dict(catalog), state=state)
 
     # ------------------------------------------------------------ the child
 
@@ -128,7 +127,6 @@ class IsolatedSource(Source):
         SyncError if the connector failed (after everything it sent was yielded), _TimedOut past `timeout`."""
         first_error = final_error = None
         try:
-            serializer = _models().AirbyteMessageSerializer
             child.send({
                 "command": command, "config": self.config, "catalog": catalog, "state": state or [],
                 "debug": log.isEnabledFor(logging.DEBUG), "batch_records": BATCH_RECORDS,
@@ -138,7 +136,7 @@ class IsolatedSource(Source):
                     stream, emitted_at, records = _loads(payload)
                     yield RecordBatch(stream, records, emitted_at)
                     continue
-                message = serializer.load(_loads(payload))
+                message = _message(payload)
                 error = _trace_error(message)
                 if error is not None and error.stack_trace:
                     log.debug("%s: connector traceback:\n%s", self.label, REDACTOR.redact(error.stack_trace))
@@ -293,13 +291,12 @@ class _Child:
 # ====================================================================== helpers
 
 
-def _models():
-    """The runner's `airbyte_cdk.models`, imported without letting the CDK take over our logging. (Importing it
-    runs the CDK package's __init__, i.e. the whole CDK: unavoidable, and the sync loop needs it anyway.)"""
-    import_cdk()
-    import airbyte_cdk.models
-
-    return airbyte_cdk.models
+def _message(payload: bytes):
+    """A frame as a protocol message. A line that is not one is the connector's bug, said as such (not a traceback)."""
+    try:
+        return load_message(_loads(payload))
+    except ValueError as exc:
+        raise SyncError(f"the connector sent a message the runner cannot read: {exc}") from None
 
 
 def _child_environment(python: str) -> dict:

@@ -119,7 +119,7 @@ class _Reader:
 
     def _messages(self, messages) -> None:
         """The hot loop: a RECORD costs a few appends here (locals on purpose: this runs once per record)."""
-        from airbyte_cdk.models import Type
+        from ..sources.protocol import Type
 
         buffers, emitted, counts, sizes = self.buffers, self.emitted, self.counts, self.sizes
         batch_rows, batch_bytes, flush, progress = self.batch_rows, self.batch_bytes, self.flush, self.progress
@@ -167,7 +167,7 @@ class _Reader:
         return added
 
     def _state(self, st) -> None:
-        from airbyte_cdk.models import AirbyteStateType
+        from ..sources.protocol import AirbyteStateType
 
         as_dict = state_message_to_dict(st)
         if st.type == AirbyteStateType.STREAM and st.stream is not None:
@@ -183,7 +183,7 @@ class _Reader:
             self.writer.submit(("write", dataclasses.replace(first, stream="__global__", full_refresh=False, write="append"), [], [], as_dict))
 
     def _other(self, message) -> None:
-        from airbyte_cdk.models import TraceType, Type
+        from ..sources.protocol import TraceType, Type
 
         mtype = message.type
         if mtype == Type.LOG:

@@ -27,7 +27,7 @@ def discover_and_plan(project: Project, block: Block, source, only: list[str] | 
 
 def configured_catalog(project: Project, block: Block, catalog, only: list[str] | None, full_refresh: bool):
     """The block's streams → a ConfiguredAirbyteCatalog plus our per-stream write settings."""
-    from airbyte_cdk.models import ConfiguredAirbyteCatalog
+    from ..sources.protocol import ConfiguredAirbyteCatalog
 
     available = {s.name: s for s in catalog.streams}
     problems, configured, settings = [], [], {}
@@ -113,7 +113,7 @@ def _named_like_ours(where: str, pk: list[str], cursor: str | None) -> list[str]
 
 
 def _configured_stream(stream, sync: str, write: str, pk: list[str] | None, cursor: str | None):
-    from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, SyncMode
+    from ..sources.protocol import ConfiguredAirbyteStream, DestinationSyncMode, SyncMode
 
     dsm = {"append": DestinationSyncMode.append, "dedup": DestinationSyncMode.append_dedup, "replace": DestinationSyncMode.overwrite}[write]
     return ConfiguredAirbyteStream(

@@ -2,12 +2,12 @@
 
 A puller is a `Puller` (pullers/base.py: a `Source` whose `read()` skeleton is shared, the puller fills in small
 hooks) registered here by name; a block selects it with `puller: <name>`.
-It speaks the same `airbyte_cdk.models` messages as an in-process Airbyte connector (RECORD, per-stream STATE at
+It speaks the same protocol messages (sources/protocol.py) as an Airbyte connector (RECORD, per-stream STATE at
 every checkpoint, LOG), declares its streams (JSON schema, primary key, cursor) in `discover()`, and fails with a
 `SyncError` carrying a failure type, so state, destinations, write modes and the CLI treat both the same way.
 
-Nothing here (or in a puller module's top level) imports the Airbyte CDK: `ingest validate` reads `puller_spec()`
-without it. See docs/pullers.md.
+Nothing here imports the Airbyte CDK (a puller's run needs only the protocol's dataclasses), and nothing at a
+puller module's top level imports even those: `ingest validate` reads `puller_spec()` without them. See docs/pullers.md.
 """
 from __future__ import annotations
 
@@ -52,13 +52,10 @@ def load_puller(name: str, block, *, warehouse=None):
 
 
 def models():
-    """`airbyte_cdk.models`, imported with the CDK's logging takeover undone (see sources/containment.py)."""
-    from ..containment import import_cdk
+    """The protocol's message classes (sources/protocol.py), imported when a puller first speaks."""
+    from .. import protocol
 
-    import_cdk()
-    import airbyte_cdk.models as m
-
-    return m
+    return protocol
 
 
 def now_ms() -> int:
@@ -76,7 +73,7 @@ def state_message(stream: str, blob: dict):
         type=m.Type.STATE,
         state=m.AirbyteStateMessage(
             type=m.AirbyteStateType.STREAM,
-            stream=m.AirbyteStreamState(stream_descriptor=m.StreamDescriptor(name=stream), stream_state=m.AirbyteStateBlob(**blob)),
+            stream=m.AirbyteStreamState(stream_descriptor=m.StreamDescriptor(name=stream), stream_state=dict(blob)),
         ),
     )
 
@@ -89,15 +86,14 @@ def log_message(message: str, level: str = "INFO"):
 
 
 def stream_state(state: Iterable[Any], stream: str) -> dict:
-    """The puller's own state blob for `stream` from the AirbyteStateMessages the runner hands to read()."""
+    """The puller's own state blob for `stream` from the stored state messages (JSON dicts) the runner hands to
+    read(). Anything else in there (a global state, a malformed entry) is not this stream's."""
     for message in state or []:
-        s = getattr(message, "stream", None)
-        if s is None or s.stream_descriptor is None or s.stream_descriptor.name != stream:
+        s = message.get("stream") if isinstance(message, dict) else None
+        if not isinstance(s, dict) or (s.get("stream_descriptor") or {}).get("name") != stream:
             continue
-        blob = s.stream_state
-        if blob is None:
-            return {}
-        return dict(blob) if isinstance(blob, dict) else dict(vars(blob))
+        blob = s.get("stream_state")
+        return dict(blob) if isinstance(blob, dict) else {}
     return {}
 
 
