@@ -86,7 +86,7 @@ def test_the_shipped_demo_block_lands_everything_after_a_kill(project):
     """The README's promise for the block a newcomer runs first: kill it mid-stream, run it again, every user lands.
     (faker restarts a stream rather than resuming it mid-stream: with `always_updated: false` it would skip a stream
     that has any state, and a run killed at 71% stayed at 71% forever.)"""
-    count = 200_000  # ~5-10 s of users: the kill lands mid-stream
+    count = 100_000  # ~5 s of users: the kill (0.5 s after the first progress line at 0.5 s, or later) lands mid-stream
     project.write_config(_shipped_demo_config(count))
     for delay in (0.5, 1.5, 3.0):
         kill_when_flowing(["run", "demo"], project.root, delay=delay)

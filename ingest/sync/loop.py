@@ -252,11 +252,13 @@ def _log_connector(log_message) -> None:
 
 
 class _Progress:
-    """Calls the progress callback at most every `interval` seconds with per-stream counts and rate."""
+    """Calls the progress callback at most every `interval` seconds with per-stream counts and rate; the first time
+    `first` seconds after the read started, so a run shows it is flowing soon (and a test can act on it soon)."""
 
-    def __init__(self, callback, counts: dict[str, int], interval: float = 2.0):
+    def __init__(self, callback, counts: dict[str, int], interval: float = 2.0, first: float = 0.5):
         self.callback, self.counts, self.interval = callback, counts, interval
-        self.started = self.last = time.monotonic()
+        self.started = time.monotonic()
+        self.last = self.started - interval + first
 
     def tick(self, stream: str) -> None:
         if self.callback is None:
