@@ -379,10 +379,21 @@ def forked_child_setup(frames_fd: int):
 
     def setup() -> None:
         die_with_parent()
+        # The death signal covers a parent that dies after prctl only: a parent killed between fork and here has
+        # already left us re-parented (measured: a faker worker outlived a runner SIGKILLed at that moment).
+        if os.getppid() != _forking.get("pid"):
+            os._exit(EXIT_BROKEN_PIPE)
         if os.getppid() == owner:
             os.close(frames_fd)
 
     return setup
+
+
+_forking: dict[str, int] = {}  # the pid that is forking, recorded just before it forks (inherited by the child)
+
+
+def _about_to_fork() -> None:
+    _forking["pid"] = os.getpid()
 
 
 def read_line() -> dict | None:
@@ -397,7 +408,7 @@ def main() -> int:
     if hello is None:
         return EXIT_BROKEN_PIPE  # the runner died (or changed its mind) before saying anything
     check_parent_alive(hello["parent_pid"])
-    os.register_at_fork(after_in_child=forked_child_setup(frames_fd))
+    os.register_at_fork(before=_about_to_fork, after_in_child=forked_child_setup(frames_fd))
     writer = FrameWriter(frames_fd)
     emit = Emitter(writer)
     code = 0
