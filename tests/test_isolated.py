@@ -131,6 +131,27 @@ def test_read_then_resume_from_state_reads_nothing_new(faker_python):
     assert again.get("users", []) == []
 
 
+def test_a_syncs_discover_and_read_share_one_child_and_a_second_read_gets_a_new_one(faker_python):
+    """The connector's interpreter and imports (~1.2 s of CPU for faker) are paid once per sync: the child that
+    answered the sync's discover serves its read, then exits; the next command starts a fresh child."""
+    def connector_children() -> set[int]:
+        # direct children only: faker's forked worker runs the same command line
+        return {p.pid for p in psutil.Process().children() if running(p) and "isolated_child.py" in " ".join(p.cmdline())}
+
+    source = faker(faker_python, count=1500)
+    catalog = configured(source.discover(for_sync=True), "users")
+    kept = connector_children()
+    assert len(kept) == 1  # done with discover, waiting for the next command
+    reading = source.read(catalog, [])
+    first = next(reading)
+    assert connector_children() == kept
+    rest = [m for m in reading if isinstance(m, RecordBatch)]
+    assert sum(len(b.records) for b in [first, *rest] if isinstance(b, RecordBatch)) == 1500
+    assert wait_gone([psutil.Process(pid) for pid in kept if psutil.pid_exists(pid)]) == []  # its last command
+    again, _ = read_all(source, catalog)
+    assert len(again["users"]) == 1500
+
+
 def test_every_state_follows_the_records_it_covers(faker_python):
     """Batches are flushed before any other message: the records counted into a STATE (sourceStats, counted by the
     CDK as it emitted them) are exactly the records delivered since the previous STATE. Slices of 300 records put

@@ -33,7 +33,7 @@ import orjson
 from ..errors import SyncError
 from ..secrets import REDACTOR
 from .base import RecordBatch, Source
-from .isolated_child import ERROR, HEADER, RECORD_BATCH, error_line, without_traceback  # one definition
+from .isolated_child import DONE, ERROR, HEADER, RECORD_BATCH, error_line, without_traceback  # one definition
 from .protocol import configured_catalog_to_dict, load_message
 from .messages import check_message  # one wording for every runtime: no Python reprs, no quoted wrappers
 
@@ -58,7 +58,7 @@ class IsolatedSource(Source):
         self.python, self.package, self.config = str(python), package, config
         self.label = label or package
         self.check_timeout = check_timeout
-        self._spare: _Child | None = None  # started ahead of its command (see discover)
+        self._spare: _Child | None = None  # a child kept for the next command (see discover)
         self._spare_finalizer: weakref.finalize | None = None  # closes the spare if it is never used
 
     # ------------------------------------------------------------ protocol
@@ -88,11 +88,12 @@ class IsolatedSource(Source):
             except _TimedOut:
                 raise SyncError(f"discover: no answer within {timeout:g} s (is the host reachable from here?)",
                                 failure_type="transient_error") from None
-        # A sync reads right after it discovers: start that child now, so its interpreter start and imports (~1.2 s
-        # for a CDK 6 connector, a tenth of a 150k-record faker read) overlap discover and the destination's setup.
-        self._start_spare()
+        # A sync reads right after it discovers: the same child serves the read, so the interpreter start and the
+        # connector's imports (~1.2 s of CPU for a CDK 6 connector) are paid once per sync.
         child = _Child(self.python, self.label, self.package)
-        return self._answer("discover", "CATALOG", child=child).catalog
+        catalog = self._answer("discover", "CATALOG", child=child, keep=True).catalog
+        self._keep_for_next_command(child)
+        return catalog
 
     def read(self, catalog, state: list) -> Iterator[Any]:
         # the state is already the stored JSON the child hands its connector
@@ -100,18 +101,26 @@ class IsolatedSource(Source):
 
     # ------------------------------------------------------------ the child
 
-    def _answer(self, command: str, kind: str, *, child: _Child, timeout: float | None = None):
-        """The first message of `kind` the connector sends for `command`; the child is stopped right after it."""
-        with contextlib.closing(self._run(child, command, timeout=timeout)) as messages:
+    def _answer(self, command: str, kind: str, *, child: _Child, timeout: float | None = None, keep: bool = False):
+        """The first message of `kind` the connector sends for `command`; the child is stopped right after it, or
+        with `keep`, left running (after the command is done) for another command."""
+        answer = None
+        with contextlib.closing(self._run(child, command, timeout=timeout, keep=keep)) as messages:
             for message in messages:
-                if _kind(message) == kind:
-                    return message
-        raise SyncError(f"{self.label}: the connector sent no {kind} message for {command!r}")
+                if _kind(message) == kind and answer is None:
+                    answer = message
+                    if not keep:
+                        return answer
+        if answer is None:
+            raise SyncError(f"{self.label}: the connector sent no {kind} message for {command!r}")
+        return answer
 
-    def _start_spare(self) -> None:
-        if self._spare is None:
-            self._spare = _Child(self.python, self.label, self.package)
-            self._spare_finalizer = weakref.finalize(self, self._spare.close)
+    def _keep_for_next_command(self, child: _Child) -> None:
+        if self._spare is not None:
+            self._spare_finalizer.detach()
+            self._spare.close()
+        self._spare = child
+        self._spare_finalizer = weakref.finalize(self, child.close)  # closed if the next command never comes
 
     def _child(self) -> _Child:
         """The spare if there is one (each child serves one command), else a new child."""
@@ -122,16 +131,21 @@ class IsolatedSource(Source):
         return child
 
     def _run(self, child: _Child, command: str, *, timeout: float | None = None, catalog=None,
-             state=None) -> Iterator[Any]:
+             state=None, keep: bool = False) -> Iterator[Any]:
         """Run one command in `child`; yield RecordBatch and AirbyteMessage objects as they arrive, then raise
-        SyncError if the connector failed (after everything it sent was yielded), _TimedOut past `timeout`."""
+        SyncError if the connector failed (after everything it sent was yielded), _TimedOut past `timeout`.
+        `keep`: once the command is done, leave the child running for the next one (the caller closes it)."""
         first_error = final_error = None
+        kept = False
         try:
             child.send({
                 "command": command, "config": self.config, "catalog": catalog, "state": state or [],
                 "debug": log.isEnabledFor(logging.DEBUG), "batch_records": BATCH_RECORDS,
-            }, timeout)
+            }, timeout, last=not keep)
             for kind, payload in child.frames():
+                if kind == DONE:
+                    kept = keep and first_error is None  # a connector that reported an error is not reused
+                    break
                 if kind == RECORD_BATCH:
                     stream, emitted_at, records = _loads(payload)
                     yield RecordBatch(stream, records, emitted_at)
@@ -150,9 +164,13 @@ class IsolatedSource(Source):
                     # logged on the way there is detail (-v), not a second, longer error on stderr
                     _log_airbyte(self.label, _value(message.log.level), message.log.message, cap=logging.INFO)
                 yield message
+            if kept:
+                child.stop_watchdog()
+                return
             returncode = child.wait_exit()
         finally:
-            child.close()
+            if not kept:
+                child.close()
         if child.timed_out:
             raise _TimedOut()
         if first_error is not None or final_error is not None:
@@ -187,14 +205,21 @@ class _Child:
         self.watchdog: threading.Timer | None = None
         self._write({"package": package, "parent_pid": os.getpid()})
 
-    def send(self, request: dict, timeout: float | None) -> None:
-        """The command (the child has been importing the connector meanwhile); killed after `timeout` s."""
+    def send(self, request: dict, timeout: float | None, *, last: bool = True) -> None:
+        """The command (the child has been importing the connector meanwhile); killed after `timeout` s. `last`:
+        end the input after it, so the child exits once the command is done."""
         if timeout is not None:
             self.watchdog = threading.Timer(timeout, self._expire)
             self.watchdog.daemon = True
             self.watchdog.start()
         self._write(request)
-        self.proc.stdin.close()
+        if last:
+            self.proc.stdin.close()
+
+    def stop_watchdog(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
 
     def frames(self) -> Iterator[tuple[bytes, bytes]]:
         stdout = self.proc.stdout
@@ -211,7 +236,10 @@ class _Child:
             self._signal(signal.SIGKILL)
 
     def wait_exit(self) -> int:
-        """Wait for the child to end on its own (its output has ended), then stop and reap; its exit code."""
+        """Wait for the child to end on its own (its output has ended, or its last command is done), then stop and
+        reap; its exit code."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()  # no further command: the child exits
         self._exited(None)
         self.close()
         return self.proc.returncode
