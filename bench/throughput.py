@@ -10,7 +10,7 @@ Cases (each repetition of each case in its own fresh subprocess; see bench/READM
               runner; faker cannot be imported by the runner any more): source_faker.SourceFaker(), discover,
               `users` incremental/append, iterate source.read(logger, config, catalog, []) and count + drop the
               records. No destination;
-    isolated  in the runner's environment: IsolatedSource(<faker env python>, ...).discover(), then read() of the
+    isolated  in the runner's environment: IsolatedSource(<faker env python>, ...).discover(for_sync=True), then read() of the
               same catalog, counting records (RecordBatch) and STATE messages. No destination;
     run       `ingest -c <tmp>/connectors.yaml run bench` through the real CLI entry point (ingest.cli.main) -- or,
               with --mode manager, AirbyteManager(load_project(path)).run("bench") -- with the block pinned to
@@ -142,7 +142,10 @@ RECORD_TYPE: list = []
 
 
 def _message_types() -> None:
-    from airbyte_cdk.models import Type
+    try:  # the runner's vocabulary (no CDK import: an isolated read in the runner never imports it)
+        from ingest.sources.protocol import Type
+    except ImportError:  # faker's own environment (the raw read)
+        from airbyte_cdk.models import Type
 
     RECORD_TYPE[:] = [Type.RECORD, Type.STATE]
 
@@ -167,7 +170,7 @@ def child_isolated(args) -> dict:
     from ingest.sources.isolated import IsolatedSource
 
     source = IsolatedSource(args.connector_python, FAKER_PACKAGE, faker_config(args.count), label="bench")
-    configured = users_catalog(source.discover())
+    configured = users_catalog(source.discover(for_sync=True))  # as a sync does: the same child serves the read
     return _count_read(lambda: source.read(configured, []), STREAM, args)
 
 

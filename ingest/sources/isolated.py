@@ -123,7 +123,7 @@ class IsolatedSource(Source):
         self._spare_finalizer = weakref.finalize(self, child.close)  # closed if the next command never comes
 
     def _child(self) -> _Child:
-        """The spare if there is one (each child serves one command), else a new child."""
+        """The child kept from the last command if there is one, else a new child."""
         child, self._spare = self._spare, None
         if child is None:
             return _Child(self.python, self.label, self.package)
