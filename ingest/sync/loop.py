@@ -10,6 +10,7 @@ is one implementation of a sync.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -102,7 +103,10 @@ class _Reader:
         try:
             for target in self.targets.values():
                 self.writer.submit(("start", target))
-            self._messages(source.read(configured, state))
+            # closed here, whatever happens: a source's generator left to the garbage collector (a failed run's
+            # traceback holds it) would stop its connector child only at interpreter shutdown, where that can hang
+            with contextlib.closing(source.read(configured, state)) as messages:
+                self._messages(messages)
         except SyncError as exc:
             error = exc
         except KeyboardInterrupt as exc:
