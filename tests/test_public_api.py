@@ -9,6 +9,7 @@ import pytest
 
 import ingest
 
+from .support import blocks
 from .support.blocks import demo_config
 
 
@@ -109,3 +110,23 @@ def test_after_landed_declares_the_trigger_and_refuses_what_could_never_land(pro
     check_tables(["demo.users"], project.root / "connectors.yaml")
     with pytest.raises(ingest.ConfigError, match=r"demo\.nope: block 'demo' has no stream 'nope' \(streams: "):
         check_tables(["demo.users", "demo.nope"], project.root / "connectors.yaml")
+
+
+@pytest.mark.parametrize("setting, shown", [(None, "122.0 MiB"), ("512MiB", "512.0 MiB")])
+def test_the_duckdb_memory_limit_bounds_every_connection_to_the_file(project, setting, shown):
+    """`defaults.duckdb.memory_limit` (128MB unless set): without it DuckDB's buffer pool keeps every block a dedup
+    scan touched, and the runner grows with the table (bench/README.md). Writers and read-only readers alike."""
+    from ingest.config import load_project
+    from ingest.destinations.duckdb import DuckDBDestination
+
+    text = blocks.project({"demo": blocks.demo_block(count=10, slice_=10)})
+    if setting:
+        text = blocks.edit_block(text, "demo", defaults={"duckdb": {"path": "warehouse.duckdb", "memory_limit": setting}})
+    project.write_config(text)
+    loaded = load_project(project.root / "connectors.yaml")
+    for read_only in (False, True):
+        dest = DuckDBDestination.from_project(loaded, read_only=read_only)
+        try:
+            assert dest.con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == shown
+        finally:
+            dest.close()

@@ -45,8 +45,21 @@ class DuckDBSettings(_Strict):
     # DuckDB's own worker threads compete with the connector for CPU; the loader's per-batch SQL is small, so one
     # thread is faster end to end (bench/throughput.py: 0.95x vs 0.89x of the raw read on 2 cores, same run).
     threads: int = Field(1, ge=1)
+    # DuckDB's buffer pool otherwise keeps every block it touched, up to 80% of the machine's RAM: a dedup load
+    # scans the whole table per batch, so the runner grew with the table (faker 1.5M records: runner 527 MB peak
+    # vs 239 MB at 150k; with 128MB: 311 MB, bench/README.md). Queries past the limit spill to disk. `null`: DuckDB's
+    # default.
+    memory_limit: str | None = "128MB"
 
     _path = field_validator("path")(_file_path)
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _memory_limit(cls, v: str | None) -> str | None:
+        # the value goes into `SET memory_limit = '...'`: only DuckDB's own spelling, a number and a unit
+        if v is not None and not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", v.strip()):
+            raise ValueError(f"expected a size DuckDB understands, like '128MB', '512MiB' or '2GB'; got {v!r}")
+        return v if v is None else v.strip()
 
 
 class SnowflakeSettings(_Strict):

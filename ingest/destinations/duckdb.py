@@ -77,14 +77,15 @@ class _Columns:
 class DuckDBDestination(Destination):
     name = "duckdb"
 
-    def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False, threads: int | None = None):
+    def __init__(self, path: str | Path, lock_wait: float = 0.0, read_only: bool = False, threads: int | None = None,
+                 memory_limit: str | None = None):
         """`lock_wait`: seconds to wait while another process holds the file (DuckDB allows one writer process);
         parallel Metaflow tasks of one block use it to take turns locally. `read_only`: for status/listing —
         creates and writes nothing (the file must exist: FileNotFoundError otherwise), and while a run holds the
         file it asks the run for a turn (see `yield_to_readers`) for up to `lock_wait` seconds."""
         self.path = Path(path).resolve()
         self.read_only = read_only
-        self.threads = threads
+        self.threads, self.memory_limit = threads, memory_limit
         self._turns = ReaderTurns(self.path)
         self._con_lock = threading.Lock()  # the writer's connection is swapped while readers take their turn
         if read_only and not self.path.exists():
@@ -103,7 +104,9 @@ class DuckDBDestination(Destination):
         that names the holder; `run_id` is unused (a file has no session to tag)."""
         path = path or str(project.duckdb_path(block))
         try:
-            return cls(path, lock_wait=lock_wait, read_only=read_only, threads=project.defaults.duckdb.threads)
+            settings = project.defaults.duckdb
+            return cls(path, lock_wait=lock_wait, read_only=read_only, threads=settings.threads,
+                       memory_limit=settings.memory_limit)
         except FileNotFoundError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. the file is locked by another run
@@ -112,7 +115,7 @@ class DuckDBDestination(Destination):
             raise SyncError(f"cannot open DuckDB file {path}: {exc}") from None
 
     def _connect(self, wait: float):
-        return connect(self.path, self._turns, self.read_only, wait, self.threads)
+        return connect(self.path, self._turns, self.read_only, wait, self.threads, self.memory_limit)
 
     def yield_to_readers(self) -> bool:
         """Between two commits of a run (the writer thread calls this; no transaction is open): if a read command

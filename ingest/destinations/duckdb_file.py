@@ -81,7 +81,8 @@ class ReaderTurns:
         return True
 
 
-def connect(path: Path, turns: ReaderTurns, read_only: bool, wait: float, threads: int | None = None):
+def connect(path: Path, turns: ReaderTurns, read_only: bool, wait: float, threads: int | None = None,
+            memory_limit: str | None = None):
     """Open the file, waiting up to `wait` s while another process holds it. A reader asks the holder for a turn
     meanwhile; a writer also waits while a run lets readers in, so it cannot take the run's file away."""
     deadline = time.monotonic() + wait
@@ -104,6 +105,8 @@ def connect(path: Path, turns: ReaderTurns, read_only: bool, wait: float, thread
             turns.done()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:  # validated in the config (a number and a unit)
+        con.execute(f"SET memory_limit = '{memory_limit}'")
     return con
 
 
