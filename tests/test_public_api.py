@@ -112,9 +112,9 @@ def test_after_landed_declares_the_trigger_and_refuses_what_could_never_land(pro
         check_tables(["demo.users", "demo.nope"], project.root / "connectors.yaml")
 
 
-@pytest.mark.parametrize("setting, shown", [(None, "122.0 MiB"), ("512MiB", "512.0 MiB")])
+@pytest.mark.parametrize("setting, shown", [(None, "61.0 MiB"), ("512MiB", "512.0 MiB")])
 def test_the_duckdb_memory_limit_bounds_every_connection_to_the_file(project, setting, shown):
-    """`defaults.duckdb.memory_limit` (128MB unless set): without it DuckDB's buffer pool keeps every block a dedup
+    """`defaults.duckdb.memory_limit` (64MB unless set): without it DuckDB's buffer pool keeps every block a dedup
     scan touched, and the runner grows with the table (bench/README.md). Writers and read-only readers alike."""
     from ingest.config import load_project
     from ingest.destinations.duckdb import DuckDBDestination

@@ -46,10 +46,10 @@ class DuckDBSettings(_Strict):
     # thread is faster end to end (bench/throughput.py: 0.95x vs 0.89x of the raw read on 2 cores, same run).
     threads: int = Field(1, ge=1)
     # DuckDB's buffer pool otherwise keeps every block it touched, up to 80% of the machine's RAM: a dedup load
-    # scans the whole table per batch, so the runner grew with the table (faker 1.5M records: runner 527 MB peak
-    # vs 239 MB at 150k; with 128MB: 311 MB, bench/README.md). Queries past the limit spill to disk. `null`: DuckDB's
-    # default.
-    memory_limit: str | None = "128MB"
+    # scans the whole table per batch, so the runner grew with the table (faker, runner peak RSS: 239 MB at 150k
+    # records, 527 MB at 1.5M; with 64MB: 220 MB at 150k, 233 MB at 600k; bench/README.md). Queries past the limit
+    # spill to a temp file next to the database. `null`: DuckDB's default.
+    memory_limit: str | None = "64MB"
 
     _path = field_validator("path")(_file_path)
 
