@@ -10,8 +10,9 @@ export METAFLOW_USER ?= $(shell id -un | sed 's/^root$$/ingest-dev/')
 
 $(BIN)/ingest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,snowflake,flows]'
+	@# uv (a runtime dependency anyway: it builds connector environments) installs in seconds what pip takes ~30 s for
+	$(BIN)/pip install --quiet 'uv>=0.13,<0.14'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,snowflake,flows]'
 	touch $(BIN)/ingest
 
 setup: $(BIN)/ingest

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from .support.cli import CONNECTORS_DIR, ROOT, CliResult as Result
+from .support.cli import CONNECTORS_DIR, ROOT, CliResult as Result, invoke_cli
 from .support.configs import CONFIGS, FAKE_SECRET, TIMEOUT, duckdb_files, env, finish, start
 
 BAD = sorted((CONFIGS / "bad").glob("*.yaml"))
@@ -165,7 +165,7 @@ def test_bad_config_is_rejected_and_nothing_is_written(fixture: Path, tmp_path: 
     case = read_case(fixture)
     cwd = tmp_path / "elsewhere"
     cwd.mkdir()
-    # Independent copies so the commands run in parallel and each one's effects are visible on its own:
+    # Independent copies, so each command's effects are visible on its own:
     # - validate, with a DuckDB file already where the block writes (the default path next to the config);
     # - run, with no DuckDB file yet;
     # - for some files (see RUN_OVER_EXISTING_DB), run again with an existing DuckDB file.
@@ -178,9 +178,10 @@ def test_bad_config_is_rejected_and_nothing_is_written(fixture: Path, tmp_path: 
         make_duckdb(db)
     before = [fingerprint(db) for db in existing]
 
-    # validate in its strict mode: an unset secret is an error there too (by default it is a warning, tested below)
-    procs = [start(["-c", str(validate_cfg), "validate", "--require-secrets"], cwd)] + [start(["-c", str(cfg), "run", case.block], cwd) for cfg in runs]
-    results = [finish(p) for p in procs]
+    # validate in its strict mode: an unset secret is an error there too (by default it is a warning, tested below).
+    # In this process (support/cli.py, `invoke_cli`): every command here ends before a sync could start.
+    results = [invoke_cli(["-c", str(validate_cfg), "validate", "--require-secrets"], cwd, env())]
+    results += [invoke_cli(["-c", str(cfg), "run", case.block], cwd, env()) for cfg in runs]
 
     assert_rejected(results[0], validate_cfg, case, validate=True)
     for cfg, result in zip(runs, results[1:]):

@@ -1,8 +1,10 @@
 """Run the real CLI as a user would: in a subprocess (`run_cli`, `start_cli`, `finish`) in a temp project directory.
 
-Not click's CliRunner: `ingest` configures the root logger, installs a SIGTERM handler and registers every secret it
-resolves with the process-wide redactor, so in-process runs would leak state from one test into the next. Tests that
-need no process call the library instead (`ingest.run`, `load_project`)."""
+`invoke_cli` runs it in this process instead (click's CliRunner), for commands that end before any sync starts (the
+config corpus: hundreds of refusals, where a subprocess adds only an interpreter start). `ingest` configures the root
+logger, installs SIGTERM/SIGINT handlers and registers every secret it resolves with the process-wide redactor:
+`invoke_cli` puts all of that (and the working directory) back, so nothing leaks from one test into the next. Tests
+that need no CLI call the library instead (`ingest.run`, `load_project`)."""
 from __future__ import annotations
 
 import os
@@ -70,6 +72,38 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> CliResult:
         out, err = proc.communicate()
         pytest.fail(f"ingest {' '.join(proc.args[3:])} did not finish in {timeout}s\n{out}\n{err}")
     return CliResult(proc.returncode, out, err, list(proc.args[3:]))
+
+
+def invoke_cli(args: list[str], cwd: Path, env: dict) -> CliResult:
+    """`ingest <args>` in this process, in `cwd`, with exactly `env` as its environment (see the module docstring)."""
+    import logging
+    import signal
+
+    from click.testing import CliRunner
+
+    from ingest import cli
+    from ingest.secrets import REDACTOR
+
+    loggers = [logging.getLogger(name) for name in ("", "airbyte", "ingest.connector", "ingest.install")]
+    saved_loggers = [(lg, list(lg.handlers), lg.level, lg.propagate) for lg in loggers]
+    saved_signals = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    saved_redactor = (set(REDACTOR._values), REDACTOR._pattern)
+    saved_cwd = os.getcwd()
+    os.chdir(cwd)
+    try:
+        # the CLI sees `env` and nothing else of ours (CliRunner sets these for the call and restores them)
+        call_env = {**{k: None for k in os.environ if k not in env}, **env}
+        result = CliRunner().invoke(cli.main, args, env=call_env, catch_exceptions=False)
+    finally:
+        os.chdir(saved_cwd)
+        REDACTOR._values, REDACTOR._pattern = saved_redactor
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+        for lg, handlers, level, propagate in saved_loggers:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+    return CliResult(result.exit_code, result.stdout, result.stderr, list(args))
 
 
 class Project:
