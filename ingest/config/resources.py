@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from .problems import yaml_type
 
 # What a sync pod asks for when its block says nothing. Where the memory figure comes from (bench/README.md, `ingest
-# run` into DuckDB): the largest measured peak is ~585 MB tree RSS for faker (the connector child ~154 MB + faker's
-# worker ~105 MB + the runner ~327 MB with bounded batches), ~350 MB for the in-process Jira manifest. 1024 MB leaves
-# headroom over the largest peak (and over Metaflow's own task process, which the bench does not include).
+# run` into DuckDB, "Issue 12"): the largest measured peak is 507 MB tree RSS for faker at 1.5M records (the connector
+# child ~154 MB + faker's worker ~105 MB + the runner ~249 MB; flat in stream size since DuckDB's memory_limit),
+# ~280 MB for the in-process Jira manifest. 1024 MB leaves headroom over the largest peak (and over Metaflow's own
+# task process, which the bench does not include).
 # One CPU is what the flow asked for before blocks could say; `ingest run` can use up to ~1.5 cores (bench/README.md),
 # so a block that needs full speed asks for more. Keep this the ONE place the default lives.
 DEFAULT_RESOURCES = {"cpu": 1, "memory": 1024}
