@@ -10,9 +10,12 @@ export METAFLOW_USER ?= $(shell id -un | sed 's/^root$$/ingest-dev/')
 
 $(BIN)/ingest: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@# uv (a runtime dependency anyway: it builds connector environments) installs in seconds what pip takes ~30 s for
+	@# uv (a runtime dependency anyway: it builds connector environments) installs in seconds what pip takes ~30 s for.
+	@# Bytecode is compiled here, once: where PYTHONDONTWRITEBYTECODE is set (this CI image), every `ingest` process
+	@# would otherwise compile the CDK, pydantic, duckdb's and our own modules from source again.
 	$(BIN)/pip install --quiet 'uv>=0.13,<0.14'
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,snowflake,flows]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[test,snowflake,flows]'
+	$(BIN)/python -m compileall -q ingest
 	touch $(BIN)/ingest
 
 setup: $(BIN)/ingest
