@@ -36,7 +36,7 @@ def test_new_fields_add_columns_and_misfits_are_kept_not_lost(project, destinati
 
     columns = d.columns("widgets_widgets")
     assert (columns["color"], columns["qty"], columns["tags"]) == (d.types["text"], d.types["integer"], d.types["json"])
-    latest = "" if write == "dedup" else " AND _ingest_run_id = (SELECT max(_ingest_run_id) FROM widgets_widgets)"
+    latest = "" if write == "dedup" else " AND _ingest_run_id = (SELECT run_id FROM _ingest_runs ORDER BY started_at DESC LIMIT 1)"
     rows = {r[0]: r[1:] for r in d.query(
         f"SELECT id, qty, price, seen_at IS NULL, color, _ingest_rejected FROM widgets_widgets WHERE id IN (1, 3){latest}")}
     assert_misfits_kept(rows)

@@ -212,7 +212,7 @@ def test_new_fields_add_columns_and_misfits_are_kept(project, sf, api):
         assert (types["COLOR"], types["SIZECM"], types["QTY"], types["TAGS"], types["SEEN_AT"]) == ("TEXT", "NUMBER", "NUMBER", "VARIANT", "TIMESTAMP_TZ")
         # the source name of the camelCase field is remembered, so the next run fills the same column
         assert json.loads(sf.scalar("SELECT COLUMN_MAP FROM _INGEST_TABLES WHERE TABLE_NAME = ?", [table]))["SIZECM"] == "sizeCm"
-        latest = "" if write == "dedup" else f" AND _INGEST_RUN_ID = (SELECT MAX(_INGEST_RUN_ID) FROM {table})"
+        latest = "" if write == "dedup" else " AND _INGEST_RUN_ID = (SELECT RUN_ID FROM _INGEST_RUNS WHERE BLOCK = 'widgets_append' ORDER BY STARTED_AT DESC LIMIT 1)"
         rows = {r[0]: r[1:] for r in sf.query(
             f"SELECT ID, QTY, PRICE, SEEN_AT IS NULL, COLOR, _INGEST_REJECTED, SIZECM FROM {table} WHERE ID IN (1, 3)" + latest)}
         assert_misfits_kept(rows)
