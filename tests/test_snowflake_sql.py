@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 from ingest.config import SnowflakeSettings, load_project
-from ingest.destinations.base import RunRecord, StreamTarget
+from ingest.destinations.base import RunRecord, StreamTarget, meta_columns
 from ingest.destinations.duckdb import DuckDBDestination
 from ingest.destinations.typing import records_to_arrow
 from ingest.errors import ConfigError, SyncError
@@ -462,8 +462,8 @@ class StubConnection:
             def execute(self, sql, params=None, **kwargs):
                 stub.sql.append(sql)
                 self.description = [("x",)] if sql.startswith("SELECT") else None
-                if "TABLE_NAME IN" in sql:
-                    self._rows = [(t,) for t in S.sql.META_DDL]
+                if "TABLE_NAME IN" in sql:  # every metadata table exists, with every column of this release
+                    self._rows = [(t, c.upper()) for t in S.sql.META_DDL for c in meta_columns(t.lower(), "snowflake")]
                 elif sql.startswith("SELECT COUNT(*) FROM INFORMATION_SCHEMA.TABLES"):
                     self._rows = [(1 if stub.final_exists else 0,)]
                 else:

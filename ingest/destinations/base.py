@@ -66,13 +66,17 @@ META_TABLES: dict[str, tuple[list[MetaColumn], tuple[str, ...]]] = {  # table ->
         MetaColumn("ended_at", "timestamp"), MetaColumn("status", "text", True), MetaColumn("rows", "bigint"),
         MetaColumn("error", "text"),
     ], ("run_id",)),
-    # The field each column holds: Snowflake keeps it in COLUMN_MAP, DuckDB in the column's comment (a DuckDB file
-    # from before this definition has no COLUMN_MAP, and needs none).
+    # One row per landed table: what `ingest describe` and lineage read. `column_map`: column → the source field it
+    # holds (a field renamed on landing, `Color_2` for `Color`, keeps its column on every later run); `descriptions`:
+    # field → what it means (from the stream's schema; also each column's comment). Columns added after the first
+    # release of this table are appended to older tables when a writer opens them (see meta_missing_columns).
     TABLES_TABLE: ([
         MetaColumn("table_name", "text", True), MetaColumn("block", "text", True), MetaColumn("team", "text", True),
         MetaColumn("source", "text"), MetaColumn("stream", "text", True), MetaColumn("write_mode", "text"),
         MetaColumn("primary_key", "text_list"), MetaColumn("cursor_field", "text"),
-        MetaColumn("column_map", "json", only="snowflake"), MetaColumn("updated_at", "timestamp", True),
+        MetaColumn("column_map", "json"), MetaColumn("updated_at", "timestamp", True),
+        MetaColumn("sync_mode", "text"), MetaColumn("connector", "text"), MetaColumn("description", "text"),
+        MetaColumn("descriptions", "json"),
     ], ("table_name",)),
     EVENTS_TABLE: ([
         MetaColumn("event_id", "text", True), MetaColumn("name", "text", True), MetaColumn("idempotency_key", "text", True),
@@ -92,6 +96,14 @@ META_TABLES: dict[str, tuple[list[MetaColumn], tuple[str, ...]]] = {  # table ->
 def meta_columns(table: str, dialect: str | None = None) -> list[str]:
     """A metadata table's column names (lower case), in table order; with `dialect`, only those it has."""
     return [c.name for c in META_TABLES[table][0] if c.only in (None, dialect)]
+
+
+def meta_missing_columns(table: str, dialect: Dialect, existing: set[str]) -> list[str]:
+    """`<column> <type>` of the columns an existing metadata table lacks (it was created by an older release);
+    `existing`: its column names, any case. Added without NOT NULL or defaults (older rows have no value)."""
+    have = {name.lower() for name in existing}
+    return [f"{dialect.column(c.name)} {dialect.types[c.kind]}" for c in META_TABLES[table][0]
+            if c.only in (None, dialect.name) and c.name not in have]
 
 
 def meta_ddl(table: str, dialect: Dialect) -> str:
@@ -159,9 +171,11 @@ class DestinationIdentity:
     schema: str | None = None
 
     def dataset(self, table: str) -> str:
-        if self.kind == "snowflake":
-            return f"{self.database}.{self.schema}.{table}".upper()
-        return table
+        """`{database}.{schema}.{table}`, the way OpenLineage's own integrations name a warehouse table (dbt's
+        `extract_dataset_data`; Snowflake's in Snowflake's upper-case spelling), so a dbt model that reads one of
+        our tables links to the dataset we wrote."""
+        name = f"{self.database}.{self.schema}.{table}"
+        return name.upper() if self.kind == "snowflake" else name
 
 
 KILLED = "killed"  # a run that stopped without cleanup (SIGKILL, out of memory, a lost node)
@@ -207,6 +221,10 @@ class StreamTarget:
     run_id: str
     load_id: str
     full_refresh: bool = False  # build into a staging table and swap atomically at the end
+    sync: str = ""  # the source side: incremental | full_refresh
+    connector: str = ""  # the release that produced the rows: `airbyte-source-jira==4.0.0`, `puller:truck_pricing`
+    description: str | None = None  # what the stream is (its schema's description, else the block's)
+    descriptions: dict[str, str] = field(default_factory=dict)  # field key → what it means (the stream's schema)
     rows_written: int = 0
     rows_without_key: int = 0  # dedup: rows with a NULL or missing primary key value, appended (see rows_without_key)
     schema_changes: list[str] = field(default_factory=list)
@@ -218,6 +236,14 @@ class StreamTarget:
     @property
     def state_key(self) -> str:
         return self.stream
+
+
+def table_comment(target: StreamTarget) -> str:
+    """The comment on every landed table, the same on every destination: what it is, then who owns it and where it
+    comes from (the question a reader of the warehouse asks first), in one line a catalog UI shows whole."""
+    about = f"{target.description} | " if target.description else ""
+    return (f"{about}ingest: team={target.team}; block={target.block}; source={target.source}; "
+            f"stream={target.stream}; write={target.write}")
 
 
 def rows_without_key(batch: pa.Table, primary_key: list[str]) -> int:

@@ -20,7 +20,7 @@ import pyarrow as pa
 from ..errors import BusyError, SyncError
 from .base import (EVENTS_TABLE, LOCKS_TABLE, META_TABLES, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Destination,
                    DestinationIdentity, Dialect, RunRecord, StreamTarget, lock_is_stale, meta_columns, meta_ddl,
-                   next_batch_columns, q, rows_without_key, where_equal)
+                   meta_missing_columns, next_batch_columns, q, rows_without_key, table_comment, where_equal)
 from .duckdb_file import READER_TURN_REOPEN_S, ReaderTurns, busy_message, connect, is_busy
 from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
 
@@ -31,11 +31,16 @@ SQL_TYPES = {STRING: "VARCHAR", INTEGER: "BIGINT", NUMBER: "DOUBLE", BOOLEAN: "B
 # What duckdb_columns() reports for them (TIMESTAMPTZ is an alias)
 _FROM_SQL = {**{sql: ctype for ctype, sql in SQL_TYPES.items()}, "TIMESTAMP WITH TIME ZONE": TIMESTAMP}
 SEQ = DEDUP_SEQ
-# A column whose name is not its field's (`Color_2` for `Color` beside `color`) says which field it holds in its
-# comment, so the next run maps the field to the same column (DuckDB compares column names case-insensitively).
+# Which field each column holds is recorded in _ingest_tables.column_map (a column whose name is not its field's,
+# `Color_2` for `Color` beside `color`, keeps it on every later run: DuckDB compares names case-insensitively).
+# Files written before that kept it in the renamed column's comment, with this prefix; it is still read.
 FIELD_COMMENT = "ingest field: "
 DIALECT = Dialect("duckdb", {"text": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "timestamp": "TIMESTAMPTZ",
                              "json": "JSON", "text_list": "VARCHAR[]"})
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def staging_name(table: str) -> str:
@@ -157,7 +162,16 @@ class DuckDBDestination(Destination):
     # ------------------------------------------------------------ metadata tables
 
     def _create_meta_tables(self) -> None:
+        """Create the metadata tables, and add the columns a table from an older release lacks."""
         self.con.execute("".join(f"CREATE TABLE IF NOT EXISTS {table} {meta_ddl(table, DIALECT)};\n" for table in META_TABLES))
+        have: dict[str, set[str]] = {}
+        for table, column in self.con.execute(
+                "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = current_schema() AND table_name IN (SELECT unnest(?))", [list(META_TABLES)]).fetchall():
+            have.setdefault(table, set()).add(column)
+        for table in META_TABLES:
+            for column in meta_missing_columns(table, DIALECT, have.get(table, set())):
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}")
 
     def read_state(self, block: str) -> dict[str, dict]:
         rows = self.con.execute(f"SELECT state_key, state FROM {STATE_TABLE} WHERE block = ?", [block]).fetchall()
@@ -183,11 +197,17 @@ class DuckDBDestination(Destination):
              run.status, run.rows, run.error],
         )
 
-    def _record_table(self, target: StreamTarget) -> None:
+    def _record_table(self, target: StreamTarget, cols: "_Columns") -> None:
+        """The table's row in _ingest_tables (who owns it, where it comes from, which field each column holds, what
+        each field means); written in the transaction that creates the table or changes its columns."""
         self.con.execute(
-            f"INSERT OR REPLACE INTO {TABLES_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO {TABLES_TABLE} (table_name, block, team, source, stream, write_mode, primary_key, "
+            "cursor_field, column_map, updated_at, sync_mode, connector, description, descriptions) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [target.table, target.block, target.team, target.source, target.stream, target.write,
-             target.primary_key, target.cursor, dt.datetime.now(dt.timezone.utc)],
+             target.primary_key, target.cursor, json.dumps({c: f for f, c in cols.names.items()}),
+             dt.datetime.now(dt.timezone.utc), target.sync or None, target.connector or None, target.description,
+             json.dumps(target.descriptions)],
         )
 
     # ------------------------------------------------------------ run locks (one sync per block stream)
@@ -300,7 +320,8 @@ class DuckDBDestination(Destination):
     def _write_table(self, target: StreamTarget) -> str:
         return staging_name(target.table) if target.staged else target.table
 
-    def _existing_columns(self, table: str) -> _Columns | None:
+    def _existing_columns(self, table: str) -> tuple[_Columns, dict[str, str | None]] | None:
+        """The table's columns by field, and each column's comment; None when there is no such table."""
         rows = self.con.execute(
             "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
             "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index",
@@ -308,44 +329,75 @@ class DuckDBDestination(Destination):
         ).fetchall()
         if not rows:
             return None
-        cols = _Columns()
+        recorded = self._column_map(table)
+        cols, comments = _Columns(), {}
         for name, sql_type, comment in rows:
-            field = json.loads(comment[len(FIELD_COMMENT):]) if (comment or "").startswith(FIELD_COMMENT) else name
+            if name in recorded:
+                field = recorded[name]
+            elif (comment or "").startswith(FIELD_COMMENT):
+                field = json.loads(comment[len(FIELD_COMMENT):])
+            else:
+                field = name
             cols.names[field], cols.types[field] = name, _FROM_SQL.get(sql_type, STRING)
-        return cols
+            comments[name] = comment
+        return cols, comments
 
-    def _name_columns(self, table: str, cols: _Columns, fields) -> None:
-        """Record, in each renamed column's comment, the field it holds."""
+    def _column_map(self, table: str) -> dict[str, str]:
+        row = self.con.execute(f"SELECT column_map FROM {TABLES_TABLE} WHERE table_name = ?", [table]).fetchone()
+        mapping = orjson.loads(row[0]) if row and row[0] else {}
+        return mapping if isinstance(mapping, dict) else {}
+
+    def _comment_columns(self, table: str, cols: _Columns, target: StreamTarget, fields, comments=None) -> None:
+        """Each of `fields` the stream's schema describes gets its description as its column's comment (unless
+        `comments`, the columns' current comments, already says so)."""
         for field in fields:
-            column = cols.names[field]
-            if column != field:
-                self.con.execute(f"COMMENT ON COLUMN {q(table)}.{q(column)} IS '{(FIELD_COMMENT + json.dumps(field)).replace(chr(39), chr(39) * 2)}'")
+            text = target.descriptions.get(field)
+            column = cols.names.get(field)
+            if text and column and (comments is None or comments.get(column) != text):
+                self.con.execute(f"COMMENT ON COLUMN {q(table)}.{q(column)} IS {_literal(text)}")
+
+    def _comment_table(self, table: str, target: StreamTarget, current: str | None = None) -> None:
+        text = table_comment(target)
+        if text != current:
+            self.con.execute(f"COMMENT ON TABLE {q(table)} IS {_literal(text)}")
+
+    def _table_comment(self, table: str) -> str | None:
+        row = self.con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
+                               "AND schema_name = current_schema() AND table_name = ?", [table]).fetchone()
+        return row[0] if row else None
 
     def start_stream(self, target: StreamTarget) -> None:
+        """Create the table (its comment and described columns' comments in the same transaction, and — for a final
+        table — its _ingest_tables row), or bring an existing one's comments and row up to date."""
         table = self._write_table(target)
         wanted = {**target.columns, **META_COLUMNS}
+        found = None
         if target.staged:
             # A leftover staging table is from a run that died before its swap: discard it.
             self.con.execute(f"DROP TABLE IF EXISTS {q(table)}")
-            existing = None
         else:
-            existing = self._existing_columns(table)
-        if existing is None:
-            existing = _Columns()
-            for field, ctype in wanted.items():
-                existing.assign(field, ctype)
-            cols = ", ".join(f"{q(existing.names[f])} {SQL_TYPES[t]}" for f, t in existing.types.items())
-            self.con.begin()
-            try:
-                self.con.execute(f"CREATE TABLE {q(table)} ({cols})")
-                self._name_columns(table, existing, wanted)
-                self.con.commit()
-            except BaseException:
-                _quietly(self.con.rollback, "rollback")
-                raise
-        self._columns[table] = existing
-        if not target.staged:
-            self._record_table(target)
+            found = self._existing_columns(table)
+        self.con.begin()
+        try:
+            if found is None:
+                cols = _Columns()
+                for field, ctype in wanted.items():
+                    cols.assign(field, ctype)
+                defs = ", ".join(f"{q(cols.names[f])} {SQL_TYPES[t]}" for f, t in cols.types.items())
+                self.con.execute(f"CREATE TABLE {q(table)} ({defs})")
+                self._comment_table(table, target)
+                self._comment_columns(table, cols, target, cols.names)
+            else:
+                cols, comments = found
+                self._comment_table(table, target, self._table_comment(table))
+                self._comment_columns(table, cols, target, cols.names, comments)
+            if not target.staged:
+                self._record_table(target, cols)
+            self.con.commit()
+        except BaseException:
+            _quietly(self.con.rollback, "rollback")
+            raise
+        self._columns[table] = cols
 
     def table_columns(self, target: StreamTarget) -> dict[str, str]:
         return next_batch_columns(target, self._columns[self._write_table(target)].types)
@@ -366,7 +418,10 @@ class DuckDBDestination(Destination):
                         column = cols.assign(field, ctype)
                         con.execute(f"ALTER TABLE {q(table)} ADD COLUMN {q(column)} {SQL_TYPES[ctype]}")
                         added.append((field, column, ctype))
-                self._name_columns(table, cols, [field for field, _, _ in added])
+                if added:
+                    self._comment_columns(table, cols, target, [field for field, _, _ in added])
+                    if not target.staged:  # which field each new column holds commits with the column
+                        self._record_table(target, cols)
                 if batch.num_rows:
                     without_key = self._land(target, table, cols, batch)
             if state is not None and not target.staged:
@@ -439,7 +494,7 @@ class DuckDBDestination(Destination):
                 if state is None:
                     # A full refresh without state starts incremental syncs over from this snapshot.
                     con.execute(f"DELETE FROM {STATE_TABLE} WHERE block = ? AND state_key = ?", [target.block, target.state_key])
-                self._record_table(target)
+                self._record_table(target, self._columns[staging_name(target.table)])
             if state is not None:
                 self._store_state(target, state)
             if event is not None:

@@ -298,6 +298,24 @@ def _block_manifest(block: Block, connector: Connector | None) -> dict | None:
     return manifest
 
 
+def release_label(block: Block) -> str:
+    """What produces a block's rows, as `ingest describe` and _ingest_tables show it: the locked release and its
+    runtime (`airbyte-source-jira==4.0.0 (in_process)`), a local manifest (`manifest:widgets.yaml`), or one of our
+    pullers with the ingest release it ships in (`puller:truck_pricing (ingest 0.9.0)`)."""
+    s = block.spec
+    if s.source:
+        entry = Connector(block).locked()
+        return f"{entry.source}=={entry.version} ({entry.runtime})"
+    if s.manifest:
+        return f"manifest:{s.manifest}"
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"puller:{s.puller} (ingest {version('ingest')})"
+    except PackageNotFoundError:
+        return f"puller:{s.puller}"
+
+
 def make_source(block: Block, *, check_timeout: float = 15.0, warehouse=None):
     """The Source that runs a (prepared) block: a puller, an in-process manifest or an isolated connector.
     `warehouse`: the block destination's read-only `query(sql, params)`, for pullers that read their inputs there."""

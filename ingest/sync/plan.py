@@ -127,17 +127,23 @@ def _configured_stream(stream, sync: str, write: str, pk: list[str] | None, curs
 
 def stream_targets(block: Block, run: RunRecord, configured, settings: dict, stored: dict[str, dict],
                    full_refresh: bool) -> tuple[dict[str, StreamTarget], dict[str, StreamResult]]:
-    """Where and how each configured stream lands (its target), and its result so far (the state it starts from)."""
-    from ..destinations.typing import columns_from_schema
+    """Where and how each configured stream lands (its target), and its result so far (the state it starts from).
+    A target carries what the stream's schema says its fields mean (column comments) and the release that reads it."""
+    from ..destinations.typing import META_DESCRIPTIONS, columns_from_schema, description_text, descriptions_from_schema
+    from ..sources.connector import release_label
 
     targets: dict[str, StreamTarget] = {}
     results: dict[str, StreamResult] = {}
+    connector = release_label(block)
     for cs in configured.streams:
         s, sync, write, pk, cursor = settings[cs.stream.name]
+        schema = cs.stream.json_schema
         targets[s.name] = StreamTarget(
             block=block.name, team=block.team, source=block.source_label, stream=s.name, table=s.table,
-            write=write, primary_key=pk, cursor=cursor, columns=columns_from_schema(cs.stream.json_schema),
+            write=write, primary_key=pk, cursor=cursor, columns=columns_from_schema(schema),
             run_id=run.run_id, load_id=f"{run.run_id}-{s.name}", full_refresh=full_refresh,
+            sync=sync, connector=connector, description=description_text(schema) or block.spec.description,
+            descriptions={**descriptions_from_schema(schema), **META_DESCRIPTIONS},
         )
         results[s.name] = StreamResult(
             stream=s.name, table=s.table, write=("replace" if full_refresh else write), sync=sync,

@@ -17,13 +17,14 @@ import pyarrow.parquet as pq
 
 from ...errors import SyncError
 from ...secrets import REDACTOR
-from ..base import (Destination, DestinationIdentity, RunRecord, StreamTarget, lock_is_stale, next_batch_columns, q,
-                    rows_without_key)
+from ..base import (Destination, DestinationIdentity, RunRecord, StreamTarget, lock_is_stale, meta_missing_columns,
+                    next_batch_columns, q, rows_without_key)
 from ..typing import META_COLUMNS, STRING
 from .session import Session
 from .settings import SnowflakeConfig, resolve_config
-from .sql import (EVENT_COLUMNS, EVENTS, LOAD_TYPES, LOCK_COLUMNS, LOCKS, META_COMMENTS, META_DDL, RUN_COLUMNS, RUNS,
-                  SEQ, SQL_TYPES, STAGE, STATE, TABLES, Table, column, event_statement, ingest_type, latest_events_sql,
+from .sql import (DIALECT, EVENT_COLUMNS, EVENTS, LOAD_TYPES, LOCK_COLUMNS, LOCKS, META_COMMENTS, META_DDL, RUN_COLUMNS, RUNS,
+                  SEQ, SQL_TYPES, STAGE, STATE, TABLES, Table, column, column_comment_statements,
+                  event_statement, ingest_type, latest_events_sql,
                   literal, load_name, lock_insert, move_statements, run_statement, select_meta, sf_name, staging_name,
                   state_statements, swap_statements, table_comment, table_statements)
 
@@ -97,12 +98,17 @@ class SnowflakeDestination(Destination):
     # ------------------------------------------------------------ metadata tables
 
     def _ensure_meta_tables(self) -> None:
+        """Which metadata tables exist (one INFORMATION_SCHEMA query); a writer creates the missing ones and adds the
+        columns a table from an older release lacks (meta_missing_columns)."""
         rows = self._exec(
-            "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
+            "SELECT TABLE_NAME, COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
             f"AND TABLE_NAME IN ({', '.join('?' for _ in META_DDL)})",
             list(META_DDL), action="list the tables of", obj=self._where(),
         )
-        self._meta_present = {r[0] for r in rows}
+        columns: dict[str, set[str]] = {}
+        for table, name in rows:
+            columns.setdefault(table, set()).add(name)
+        self._meta_present = set(columns)
         if self.read_only:
             return
         for table, ddl in META_DDL.items():
@@ -110,6 +116,9 @@ class SnowflakeDestination(Destination):
                 self._exec(f"CREATE TABLE IF NOT EXISTS {q(table)} {ddl} COMMENT = {literal(META_COMMENTS[table])}",
                            action="create", obj=self._where(table))
                 self._meta_present.add(table)
+            elif missing := meta_missing_columns(table.lower(), DIALECT, columns[table]):
+                self._exec(f"ALTER TABLE {q(table)} ADD COLUMN IF NOT EXISTS {', '.join(missing)}",
+                           action="add the columns of this release to", obj=self._where(table))
 
     def read_state(self, block: str) -> dict[str, dict]:
         if STATE not in self._meta_present:
@@ -255,18 +264,27 @@ class SnowflakeDestination(Destination):
             return None
         return {name: ingest_type(dtype, scale) for name, dtype, scale, _ in rows}, rows[0][3]
 
-    def _stored_map(self, table: str) -> dict[str, str]:
-        rows = self._exec(f'SELECT "COLUMN_MAP" FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [table],
+    def _stored(self, table: str) -> tuple[dict[str, str], dict[str, str]]:
+        """What _INGEST_TABLES recorded for a table: (column → field, field → description); empty when nothing."""
+        rows = self._exec(f'SELECT "COLUMN_MAP", "DESCRIPTIONS" FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [table],
                           action="read the column names of", obj=self._where(TABLES))
-        if not rows or rows[0][0] is None:
-            return {}
-        value = rows[0][0]
-        return value if isinstance(value, dict) else orjson.loads(value)
 
-    def _create(self, table: Table, comment: str, replace: bool) -> None:
+        def parsed(value) -> dict:
+            value = orjson.loads(value) if isinstance(value, (str, bytes)) else value
+            return value if isinstance(value, dict) else {}
+
+        return (parsed(rows[0][0]), parsed(rows[0][1])) if rows else ({}, {})
+
+    def _create(self, target: StreamTarget, table: Table, replace: bool) -> None:
         cols = ", ".join(f"{q(table.names[c])} {SQL_TYPES[t]}" for c, t in table.types.items())
         head = "CREATE OR REPLACE TABLE" if replace else "CREATE TABLE IF NOT EXISTS"
-        self._exec(f"{head} {q(table.name)} ({cols}) COMMENT = {literal(comment)}", action="create", obj=self._where(table.name))
+        self._exec(f"{head} {q(table.name)} ({cols}) COMMENT = {literal(table_comment(target))}", action="create",
+                   obj=self._where(table.name), block=target.block)
+        self._comment_columns(target, table, table.types)
+
+    def _comment_columns(self, target: StreamTarget, table: Table, fields) -> None:
+        for sql, params, action, where in column_comment_statements(target, table, fields, self._where(table.name)):
+            self._exec(sql, params, action=action, obj=where, block=target.block)
 
     def start_stream(self, target: StreamTarget) -> None:
         name = self._write_name(target)
@@ -276,7 +294,7 @@ class SnowflakeDestination(Destination):
             table = Table(name)
             for c, t in wanted.items():
                 table.add(c, t)
-            self._create(table, table_comment(target), replace=True)
+            self._create(target, table, replace=True)
             self._tables[name] = table
             return
         existing = self._describe_table(name)
@@ -284,10 +302,10 @@ class SnowflakeDestination(Destination):
             table = Table(name)
             for c, t in wanted.items():
                 table.add(c, t)
-            self._create(table, table_comment(target), replace=False)
+            self._create(target, table, replace=False)
         else:
             columns, comment = existing
-            stored = self._stored_map(name)
+            stored, described = self._stored(name)
             by_name: dict[str, str] = {}
             for c in wanted:
                 by_name.setdefault(sf_name(c), c)
@@ -300,6 +318,7 @@ class SnowflakeDestination(Destination):
                 table.names[source], table.types[source] = col, ctype
             if comment != table_comment(target):
                 self._exec(f"COMMENT ON TABLE {q(name)} IS {literal(table_comment(target))}", action="comment on", obj=self._where(name))
+            self._comment_columns(target, table, [f for f, text in target.descriptions.items() if described.get(f) != text])
         self._tables[name] = table
         self.session.transaction(table_statements(target, table, self._where(TABLES)), target.block)
 
@@ -343,6 +362,7 @@ class SnowflakeDestination(Destination):
         for c, t in added:
             table.types[c] = t
             target.schema_changes.append(f"added column {c} {SQL_TYPES[t]}")
+        self._comment_columns(target, table, [c for c, _ in added])
 
     def _dedup(self, target: StreamTarget) -> bool:
         return target.write == "dedup" and bool(target.primary_key)

@@ -17,6 +17,7 @@ import orjson
 from ...secrets import REDACTOR
 from ..base import (EVENTS_TABLE, LOCKS_TABLE, META_TABLES, RUNS_TABLE, STATE_TABLE, TABLES_TABLE, Dialect, RunRecord,
                     StreamTarget, meta_columns, meta_ddl, q, where_equal)
+from ..base import table_comment as _table_comment
 from ..typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, NUMBER, STRING, TIMESTAMP, column_name
 
 SQL_TYPES = {
@@ -74,10 +75,16 @@ def comment_text(text: str) -> str:
 
 
 def table_comment(target: StreamTarget) -> str:
-    return comment_text(
-        f"ingest: team={target.team}; block={target.block}; source={target.source}; stream={target.stream}; "
-        f"write={target.write}"
-    )
+    return comment_text(_table_comment(target))
+
+
+def column_comment_statements(target: StreamTarget, table: "Table", fields, where: str) -> list[tuple]:
+    """`COMMENT ON COLUMN` for each of `fields` (field keys) the stream's schema describes: what the column means,
+    where every SQL client and catalog shows it. Issued after CREATE TABLE, after ADD COLUMN, and for an existing
+    column whose description changed. (One statement per column: the inline `COMMENT` of CREATE/ADD COLUMN is what
+    fakesnow drops, so this is the form both Snowflake and the tests keep.) Quotes are kept: a literal escapes them."""
+    return [(f"COMMENT ON COLUMN {q(table.name)}.{q(table.names[f])} IS {literal(target.descriptions[f])}",
+             None, "comment on a column of", where) for f in fields if target.descriptions.get(f) and f in table.names]
 
 
 def load_name(table: str) -> str:
@@ -159,9 +166,11 @@ def table_statements(target: StreamTarget, table: Table, where: str) -> list[tup
         (f'DELETE FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [sf_name(target.table)], "record the table in", where),
         (
             f'INSERT INTO {q(TABLES)} ("TABLE_NAME", "BLOCK", "TEAM", "SOURCE", "STREAM", "WRITE_MODE", "PRIMARY_KEY", '
-            '"CURSOR_FIELD", "COLUMN_MAP", "UPDATED_AT") SELECT ?, ?, ?, ?, ?, ?, PARSE_JSON(?), ?, PARSE_JSON(?), CURRENT_TIMESTAMP()',
+            '"CURSOR_FIELD", "COLUMN_MAP", "UPDATED_AT", "SYNC_MODE", "CONNECTOR", "DESCRIPTION", "DESCRIPTIONS") '
+            "SELECT ?, ?, ?, ?, ?, ?, PARSE_JSON(?), ?, PARSE_JSON(?), CURRENT_TIMESTAMP(), ?, ?, ?, PARSE_JSON(?)",
             [sf_name(target.table), target.block, target.team, target.source, target.stream, target.write,
-             json.dumps(target.primary_key), target.cursor, json.dumps(table.column_map())],
+             json.dumps(target.primary_key), target.cursor, json.dumps(table.column_map()), target.sync or None,
+             target.connector or None, target.description, json.dumps(target.descriptions)],
             "record the table in", where,
         ),
     ]
