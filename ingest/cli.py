@@ -332,7 +332,7 @@ def status(ctx, team, as_json, wait):
             click.echo(f"warning: {r.block}.{r.stream}: {len(r.unreadable) - 5} more unreadable ledger rows (--json lists them)", err=True)
     problems = [r for r in rows if r.problem]
     if problems:
-        click.echo("attention: " + ", ".join(f"{r.block}.{r.stream} is {r.status}" for r in problems), err=True)
+        click.echo("attention: " + ", ".join(r.problem_text for r in problems), err=True)
         ctx.exit(1)
 
 

@@ -116,7 +116,7 @@ def print_status(rows) -> None:
 
     table = _table("block", "stream", "team", "table", "status", "freshness", "last load", "rows", "rows/run",
                    "last failure", "pending")
-    colour = {"fresh": "green", "ok": "green", "late": "yellow", "failing": "red"}
+    colour = {"fresh": "green", "ok": "green", "late": "yellow", "failing": "red", "never loaded": "cyan"}
     for r in rows:
         failure = f"{age(r.last_failure_at)} {r.failure_class}: {(r.failure_message or '')[:50]}" if r.last_failure_at else "-"
         table.add_row(r.block, r.stream, r.team, r.table, f"[{colour.get(r.status, 'white')}]{r.status}[/]",

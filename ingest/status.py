@@ -17,7 +17,10 @@ from .config import Project, parse_duration
 from .destinations.base import KILLED
 from .events import DATA_FAILED, DATA_LANDED
 
-FRESH, LATE, FAILING, OK, NEVER = "fresh", "late", "failing", "ok", "never run"
+# NEVER: no load of the stream has ever landed (a new block, or one whose first run is still going) — not "late",
+# which says a stream that used to land stopped. It is still a problem (exit 1) when the block declares freshness:
+# a downstream job gated on `ingest status` must not start on a table that was never filled.
+FRESH, LATE, FAILING, OK, NEVER = "fresh", "late", "failing", "ok", "never loaded"
 BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -43,7 +46,14 @@ class StreamStatus:
 
     @property
     def problem(self) -> bool:
-        return self.status in (LATE, FAILING)
+        return self.status in (LATE, FAILING) or (self.status == NEVER and bool(self.freshness))
+
+    @property
+    def problem_text(self) -> str:
+        """How `ingest status` names the problem in its attention line."""
+        if self.status == NEVER:
+            return f"{self.block}.{self.stream} has never loaded (freshness {self.freshness})"
+        return f"{self.block}.{self.stream} is {self.status}"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -219,12 +229,12 @@ def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict |
         fail, failed_at = dead_run, _parse_time(dead_run["failed_at"])
     if failed_at and (not landed_at or failed_at > landed_at):
         status = FAILING
-    elif expect is not None and (not landed_at or (now - landed_at).total_seconds() > expect):
-        status = LATE
-    elif landed_at:
-        status = FRESH if expect is not None else OK
-    else:
+    elif not landed_at:
         status = NEVER
+    elif expect is not None and (now - landed_at).total_seconds() > expect:
+        status = LATE
+    else:
+        status = FRESH if expect is not None else OK
     return StreamStatus(
         block=block.name, stream=stream.name, team=block.team, table=stream.table, destination=where,
         status=status, freshness=block.spec.freshness,

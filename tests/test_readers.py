@@ -41,7 +41,7 @@ def test_read_commands_work_while_a_run_writes_the_file(project):
         assert took < 30, f"{name} took {took:.1f}s"
     print("read command seconds while a run writes:", [f"{name} {took:.2f}" for name, _, took in reads])
     status = [json.loads(r.stdout) for name, r, _ in reads if name == "status"]
-    assert all(s["stream"] == "users" and s["status"] == "never run" for s in status)
+    assert all(s["stream"] == "users" and s["status"] == "never loaded" for s in status)
     assert any("demo.users: " in r.stdout for name, r, _ in reads if name == "state")  # a checkpoint was visible
     # the run was not disturbed: every record landed once
     assert project.scalar("SELECT count(*), count(DISTINCT id) FROM demo_users") == COUNT

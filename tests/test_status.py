@@ -17,14 +17,16 @@ def _status(project, *args, env=None):
 def test_fresh_then_late_exits_non_zero_naming_the_stream(project):
     project.write_config(demo_config(count=100, slice_=100, freshness="3s"))
     r, rows = _status(project)
-    assert r.code == 1 and rows[("demo", "users")]["status"] == "late"  # never landed but expected
+    # never landed, and freshness is declared: its own state (a new block is not a broken one), still exit 1
+    assert r.code == 1 and rows[("demo", "users")]["status"] == "never loaded"
+    assert "demo.users has never loaded (freshness 3s)" in r.stderr and "is late" not in r.stderr
     assert not project.db.exists()  # status creates nothing
     assert project.cli("run", "demo", "--stream", "users").code == 0
     r, rows = _status(project, "--team", "platform")
     users = rows[("demo", "users")]
     assert users["status"] == "fresh" and users["team"] == "platform" and users["table"] == "demo_users"
     assert users["last_load_rows"] == 100 and json.loads(users["cursor"])["loop_offset"] == 100
-    assert r.code == 1 and "demo.products is late" in r.stderr  # products never ran
+    assert r.code == 1 and "demo.products has never loaded" in r.stderr and rows[("demo", "products")]["status"] == "never loaded"
     time.sleep(3.5)
     r, rows = _status(project)
     assert r.code == 1 and rows[("demo", "users")]["status"] == "late" and "demo.users is late" in r.stderr
@@ -51,6 +53,14 @@ def test_failing_block_shows_the_error_class_and_exits_non_zero(project, destina
     assert r.code == 1 and w["status"] == "failing" and w["failure_class"] == "config_error"
     assert w["last_load_rows"] == 2  # the last good load is still known
     assert "widgets.widgets is failing" in r.stderr
+
+
+def test_a_stream_that_never_loaded_without_freshness_is_not_a_problem(project):
+    project.write_config(demo_config(count=100, slice_=100))  # no freshness declared
+    r, rows = _status(project)
+    assert r.code == 0 and {row["status"] for row in rows.values()} == {"never loaded"}, r.output
+    table = project.cli("status")
+    assert table.code == 0 and "never loaded" in table.stdout
 
 
 def test_unknown_team_is_a_usage_error(project):
