@@ -22,10 +22,13 @@ instead, the only statements that differ between the two. See docs/snowflake.md 
 Identifiers: every table and column name is upper-cased and always quoted. Upper case makes the usual names usable
 unquoted (`select id from demo_users`); quoting makes any third-party field name safe. The source field name of
 each column is kept in `_INGEST_TABLES.COLUMN_MAP`, so names that differ only by case (`id`, `ID`) get distinct
-columns (`ID`, `ID_2`) and map back to the right field on the next run.
+columns (`ID`, `ID_2`) and map back to the right field on the next run. A column the stream's schema describes gets
+that description as its comment (`COMMENT ON COLUMN`, after CREATE and ADD COLUMN); the table comment says what the
+table is, who owns it and where it comes from (base.table_comment, the same text as DuckDB's).
 
 The package: `settings` (defaults.snowflake → SnowflakeConfig, errors worded for the user), `session` (connections
-and statement execution), `sql` (the SQL text, pure functions), `destination` (the Destination protocol on them).
+and statement execution), `sql` (the SQL text, pure functions), `ledger` (state, runs, locks and events), `destination` (the landed tables,
+and the Destination protocol on all of them).
 """
 from __future__ import annotations
 
