@@ -336,6 +336,25 @@ def status(ctx, team, as_json, wait):
         ctx.exit(1)
 
 
+@main.command("describe")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--destination", help="'duckdb', 'snowflake' or a .duckdb path (default: the block's).")
+@click.option("--wait", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for a DuckDB file a run is writing (the run lets readers in between commits).")
+@click.pass_context
+def describe_(ctx, name, as_json, destination, wait):
+    """Who owns a table, where it came from, what each column means: `ingest describe jira_issues` (a table) or
+    `ingest describe jira.issues` (a block's stream). Reads the warehouse only; works while a run writes."""
+    from .describe import describe
+
+    d = describe(_project(ctx), name, destination, wait)
+    if as_json:
+        click.echo(json.dumps(d.as_dict(), default=str))
+    else:
+        render.print_description(d)
+
+
 @main.group()
 def events():
     """The "data landed" / "data failed" event ledger: list, and re-publish pending events."""

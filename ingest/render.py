@@ -132,3 +132,38 @@ def print_events(rows) -> None:
         table.add_row(str(row["created_at"])[:19], row["name"], row["block"], row["stream"] or "-",
                       str(row["payload"].get("rows", "")), row["status"], str(row["attempts"]), (row["last_error"] or "")[:60])
     _console(200).print(table)
+
+
+# ---------------------------------------------------------------------------------------------------- describe
+
+
+def print_description(d) -> None:
+    """`ingest describe`: the facts about a table, then its columns with their meaning, then its recent loads."""
+    from rich.markup import escape
+
+    from .status import age
+
+    console = _console(200)
+    key = ", ".join(d.primary_key or []) or "-"
+    facts = [
+        ("table", f"{d.table}  ({d.rows:,} rows)"),
+        ("means", d.description or "-"),
+        ("owner", f"team {d.team or '?'}"),
+        ("block", f"{d.block or '?'} · stream {d.stream or '?'}" + ("" if d.in_config else "  (no longer in connectors.yaml)")),
+        ("connector", d.connector or d.source or "-"),
+        ("modes", f"sync {d.sync_mode or '?'} · write {d.write_mode or '?'} · key {key} · cursor {d.cursor_field or '-'}"),
+        ("last load", f"{d.last_load_at or 'never'}" + (f" ({age(d.last_load_at)})" if d.last_load_at else "")),
+        ("cursor", REDACTOR.redact(d.last_cursor or "-")[:150]),
+        ("status", f"{d.status or '-'}" + (f" (freshness {d.freshness})" if d.freshness else " (no freshness declared)")),
+        ("failure", REDACTOR.redact(d.last_failure)[:150] if d.last_failure else "-"),
+        ("where", f"{d.destination} · lineage {d.lineage_dataset}"),
+    ]
+    for name, value in facts:
+        console.print(f"[bold]{name:<10}[/] {escape(str(value))}")
+    loads = "  ".join(f"{str(load['landed_at'])[:16]} {load['rows'] or 0:,}" for load in d.recent_loads[:6])
+    console.print(f"[bold]{'loads':<10}[/] {escape(loads) or '-'}")
+    table = _table("column", "type", "rejected", "meaning")
+    for c in d.columns:
+        column = c.column if c.field == c.column or c.field.upper() == c.column else f"{c.column} ← {c.field}"
+        table.add_row(escape(column), c.type, f"{c.rejected:,}" if c.rejected else "-", escape(c.description or "-"))
+    console.print(table)

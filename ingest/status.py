@@ -78,7 +78,7 @@ class Unreadable(ValueError):
     """A ledger row status cannot use (not JSON, a missing key, a time that is not a time)."""
 
 
-def _readable_payload(row: dict, kind: str) -> dict:
+def readable_payload(row: dict, kind: str) -> dict:
     """The row's payload, checked for what status uses; Unreadable says what is wrong with it."""
     payload = row.get("payload")
     if isinstance(payload, (str, bytes)):
@@ -213,6 +213,14 @@ def project_status(project: Project, team: str | None = None, now: dt.datetime |
     return out
 
 
+def stream_status_from_ledger(block, stream, where: str, rows: list[dict], expect: float | None, now: dt.datetime,
+                              history: int) -> StreamStatus:
+    """One stream's status from its ledger rows (Destination.latest_events), without the dead-run check status makes
+    across a destination: what `ingest describe` shows."""
+    rows = [{**row, "kind": str(row.get("name") or "").split(".")[0]} for row in rows]
+    return _stream_status(block, stream, where, rows, None, [], expect, now, history)
+
+
 def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict | None, notes: list[str],
                    expect: float | None, now: dt.datetime, history: int) -> StreamStatus:
     landed, failed, unreadable = [], [], list(notes)
@@ -220,7 +228,7 @@ def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict |
         if row["kind"] not in (DATA_LANDED, DATA_FAILED):
             continue  # an event kind this version does not know
         try:
-            (landed if row["kind"] == DATA_LANDED else failed).append(_readable_payload(row, row["kind"]))
+            (landed if row["kind"] == DATA_LANDED else failed).append(readable_payload(row, row["kind"]))
         except Unreadable as exc:
             unreadable.append(f"{_row_label(row)}: {exc}")
     last, fail = (landed[-1] if landed else None), (failed[-1] if failed else None)

@@ -1,4 +1,4 @@
-"""Read commands (`status`, `state show`, `events list`) beside a run writing the same DuckDB file: they get their
+"""Read commands (`status`, `state show`, `events list`, `describe`) beside a run writing the same DuckDB file: they get their
 turn between the run's commits, the run is not disturbed, and reading never creates or writes the file."""
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ def test_read_commands_work_while_a_run_writes_the_file(project):
     proc, lines = _running(project)
     try:
         reads = []
-        for _ in range(2):
-            for args in (["status", "--json"], ["state", "show", "demo"], ["events", "list", "--json"]):
-                started = time.monotonic()
-                r = project.cli(*args, timeout=120)
-                reads.append((args[0], r, time.monotonic() - started))
+        for args in (["status", "--json"], ["state", "show", "demo"], ["events", "list", "--json"],
+                     ["status", "--json"], ["state", "show", "demo"], ["describe", "demo_users", "--json"]):
+            started = time.monotonic()
+            r = project.cli(*args, timeout=120)
+            reads.append((args[0], r, time.monotonic() - started))
             assert proc.poll() is None, "the run ended before the readers were done: the test proved nothing"
     finally:
         out, _ = proc.communicate(timeout=300)
@@ -43,6 +43,8 @@ def test_read_commands_work_while_a_run_writes_the_file(project):
     status = [json.loads(r.stdout) for name, r, _ in reads if name == "status"]
     assert all(s["stream"] == "users" and s["status"] == "never loaded" for s in status)
     assert any("demo.users: " in r.stdout for name, r, _ in reads if name == "state")  # a checkpoint was visible
+    described = [json.loads(r.stdout) for name, r, _ in reads if name == "describe"][0]
+    assert described["team"] == "platform" and described["status"] == "never loaded" and 0 < described["rows"] < COUNT
     # the run was not disturbed: every record landed once
     assert project.scalar("SELECT count(*), count(DISTINCT id) FROM demo_users") == COUNT
     assert project.scalar("SELECT count(DISTINCT id) FROM demo_users") == COUNT

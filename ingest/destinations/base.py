@@ -178,6 +178,33 @@ class DestinationIdentity:
         return name.upper() if self.kind == "snowflake" else name
 
 
+@dataclass
+class TableFacts:
+    """What a destination holds about one landed table, for `ingest describe`: its catalog (columns with their SQL
+    type and comment, the table comment), its row count, how many rows kept a rejected value per field (the keys of
+    `_ingest_rejected`), and its `_ingest_tables` row (lower-case keys, JSON values parsed; {} when there is none)."""
+
+    table: str  # as the warehouse spells it
+    comment: str | None
+    columns: list[dict]  # {"column", "type", "comment"}, in table order
+    rows: int
+    rejected: dict[str, int]  # field key → rows whose _ingest_rejected holds a value of it
+    record: dict
+
+
+def parsed_json(value, default):
+    """A JSON column's value as Python (warehouses hand JSON back as text or already parsed); `default` when it is
+    missing or not of the default's type."""
+    import orjson
+
+    if isinstance(value, (str, bytes)):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return default
+    return value if isinstance(value, type(default)) else default
+
+
 KILLED = "killed"  # a run that stopped without cleanup (SIGKILL, out of memory, a lost node)
 
 
@@ -381,6 +408,14 @@ class Destination(abc.ABC):
 
     def abort_stream(self, target: StreamTarget) -> None:  # noqa: B027 - optional
         """The sync failed: discard a staged load (the previous table and state stay as they were)."""
+
+    def table_facts(self, table: str) -> TableFacts | None:
+        """The catalog facts of a landed table (any case of its name), or None when there is no such table."""
+        raise NotImplementedError
+
+    def landed_tables(self) -> list[dict]:
+        """The `_ingest_tables` rows (table_name, block, stream, team, …), for finding a table by name."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def record_run(self, run: RunRecord) -> None:

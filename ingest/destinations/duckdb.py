@@ -13,15 +13,17 @@ import logging
 import threading
 from pathlib import Path
 
+import duckdb
 import orjson
 import pyarrow as pa
 
 from ..errors import BusyError, SyncError
-from .base import (STATE_TABLE, TABLES_TABLE, Destination, DestinationIdentity, StreamTarget, next_batch_columns, q,
-                   rows_without_key, table_comment)
+from .base import (STATE_TABLE, TABLES_TABLE, Destination, DestinationIdentity, StreamTarget, TableFacts,
+                   next_batch_columns, parsed_json, q, rows_without_key, table_comment)
 from .duckdb_ledger import DuckDBLedger
 from .duckdb_file import READER_TURN_REOPEN_S, ReaderTurns, busy_message, connect, is_busy
-from .typing import BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, NUMBER, STRING, TIMESTAMP, column_name
+from .typing import (BOOLEAN, DATE, DEDUP_SEQ, INTEGER, JSON, META_COLUMNS, META_REJECTED, NUMBER, STRING, TIMESTAMP,
+                     column_name)
 
 log = logging.getLogger("ingest.duckdb")
 
@@ -155,6 +157,37 @@ class DuckDBDestination(DuckDBLedger, Destination):
                 return [dict(zip(names, row)) for row in result.fetchall()]
             finally:
                 cur.close()
+
+    # ------------------------------------------------------------ what `ingest describe` reads
+
+    def table_facts(self, table: str) -> TableFacts | None:
+        found = self.query("SELECT table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
+                           "AND schema_name = current_schema() AND lower(table_name) = lower(?)", [table])
+        if not found:
+            return None
+        name = found[0]["table_name"]
+        columns = [{"column": r["column_name"], "type": r["data_type"], "comment": r["comment"]} for r in self.query(
+            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index", [name])]
+        rejected = {}
+        if any(c["column"] == META_REJECTED for c in columns):
+            rejected = {r["k"]: r["n"] for r in self.query(
+                f"SELECT k, count(*) AS n FROM (SELECT unnest(json_keys({q(META_REJECTED)})) AS k FROM {q(name)} "
+                f"WHERE {q(META_REJECTED)} IS NOT NULL) GROUP BY k")}
+        records = [r for r in self.landed_tables() if r["table_name"].lower() == name.lower()]
+        return TableFacts(table=name, comment=found[0]["comment"], columns=columns,
+                          rows=self.query(f"SELECT count(*) AS n FROM {q(name)}")[0]["n"], rejected=rejected,
+                          record=records[0] if records else {})
+
+    def landed_tables(self) -> list[dict]:
+        try:
+            rows = self.query(f"SELECT * FROM {TABLES_TABLE} ORDER BY table_name")
+        except duckdb.CatalogException:  # a file no sync has landed a table in
+            return []
+        for row in rows:
+            for key, default in (("column_map", {}), ("descriptions", {})):
+                row[key] = parsed_json(row.get(key), default)
+        return rows
 
     # ------------------------------------------------------------ tables
 

@@ -71,13 +71,6 @@ META_RUN_ID = "_ingest_run_id"
 META_LOAD_ID = "_ingest_load_id"
 META_REJECTED = "_ingest_rejected"
 META_COLUMNS = {META_EXTRACTED_AT: TIMESTAMP, META_RUN_ID: STRING, META_LOAD_ID: STRING, META_REJECTED: JSON}
-# What our own columns mean: their column comments on every destination (and in `ingest describe`).
-META_DESCRIPTIONS = {
-    META_EXTRACTED_AT: "ingest: when the source emitted this record (UTC)",
-    META_RUN_ID: "ingest: the run that landed this row (_ingest_runs.run_id)",
-    META_LOAD_ID: "ingest: the load of this stream that landed this row (<run id>-<stream>; the data_landed event's load_id)",
-    META_REJECTED: "ingest: the original values of fields that did not fit their column (field -> value); those columns are NULL in this row",
-}
 DEDUP_SEQ = "__ingest_seq"  # the arrival-order helper column of a dedup load (Snowflake: __INGEST_SEQ)
 RESERVED = {name.lower() for name in (*META_COLUMNS, DEDUP_SEQ)}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -122,28 +115,6 @@ def column_type(prop: Any) -> str:
 def columns_from_schema(json_schema: dict | None) -> dict[str, str]:
     props = (json_schema or {}).get("properties") or {}
     return {field_key(name): column_type(prop) for name, prop in props.items()}
-
-
-DESCRIPTION_MAX = 1000  # characters of a column or table comment (Snowflake takes more; nobody reads more)
-
-
-def description_text(prop: Any) -> str | None:
-    """What a JSON-schema property (or a stream's schema) says it means: its `description`, else its `title`;
-    whitespace collapsed, capped at DESCRIPTION_MAX characters. None when it says nothing."""
-    if not isinstance(prop, dict):
-        return None
-    for key in ("description", "title"):
-        text = prop.get(key)
-        if isinstance(text, str) and text.strip():
-            text = " ".join(text.split())
-            return text if len(text) <= DESCRIPTION_MAX else text[:DESCRIPTION_MAX - 1] + "…"
-    return None
-
-
-def descriptions_from_schema(json_schema: dict | None) -> dict[str, str]:
-    """Field key → its description, for the fields of a stream's schema that describe themselves."""
-    props = (json_schema or {}).get("properties") or {}
-    return {field_key(name): text for name, prop in props.items() if (text := description_text(prop))}
 
 
 def field_key(name: str) -> str:

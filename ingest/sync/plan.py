@@ -129,7 +129,8 @@ def stream_targets(block: Block, run: RunRecord, configured, settings: dict, sto
                    full_refresh: bool) -> tuple[dict[str, StreamTarget], dict[str, StreamResult]]:
     """Where and how each configured stream lands (its target), and its result so far (the state it starts from).
     A target carries what the stream's schema says its fields mean (column comments) and the release that reads it."""
-    from ..destinations.typing import META_DESCRIPTIONS, columns_from_schema, description_text, descriptions_from_schema
+    from ..destinations.descriptions import META_DESCRIPTIONS, description_text, descriptions_from_schema
+    from ..destinations.typing import columns_from_schema
     from ..sources.connector import release_label
 
     targets: dict[str, StreamTarget] = {}

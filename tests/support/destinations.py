@@ -45,6 +45,10 @@ class Destination:
         """Lower-case column name → data type."""
         raise NotImplementedError
 
+    def comments(self, table: str) -> tuple[str | None, dict[str, str | None]]:
+        """The table's comment, and lower-case column name → its comment, as the warehouse's catalog keeps them."""
+        raise NotImplementedError
+
     def after_kill(self) -> None:
         """What happens to a SIGKILLed client's open transaction before anyone reads."""
 
@@ -63,6 +67,10 @@ class DuckDB(Destination):
 
     def columns(self, table: str) -> dict[str, str]:
         return dict(self.query("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]))
+
+    def comments(self, table: str) -> tuple[str | None, dict[str, str | None]]:
+        table_comment = self.scalar("SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table])
+        return table_comment, dict(self.query("SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?", [table]))
 
 
 class Snowflake(Destination):
@@ -93,6 +101,12 @@ class Snowflake(Destination):
         return {c.lower(): t for c, t in self.query(
             "SELECT COLUMN_NAME, DATA_TYPE FROM INFORMATION_SCHEMA.COLUMNS WHERE TABLE_SCHEMA = CURRENT_SCHEMA() "
             "AND TABLE_NAME = ?", [table.upper()])}
+
+    def comments(self, table: str) -> tuple[str | None, dict[str, str | None]]:
+        where = "WHERE TABLE_SCHEMA = CURRENT_SCHEMA() AND TABLE_NAME = ?"
+        table_comment = self.scalar(f"SELECT COMMENT FROM INFORMATION_SCHEMA.TABLES {where}", [table.upper()])
+        return table_comment, {c.lower(): comment for c, comment in self.query(
+            f"SELECT COLUMN_NAME, COMMENT FROM INFORMATION_SCHEMA.COLUMNS {where}", [table.upper()])}
 
     def after_kill(self) -> None:
         # On Snowflake a killed client's open transaction is rolled back when its session is aborted; a fakesnow

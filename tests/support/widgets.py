@@ -8,15 +8,16 @@ from typing import Any
 from .blocks import dump
 from .net import LoopbackServer
 
-def manifest(stream: str, path: str, properties: dict) -> str:
+def manifest(stream: str, path: str, properties: dict, description: str | None = None) -> str:
     """A declarative manifest: one stream (primary key `id`) read from GET `path` of the config's `base_url`, its
-    records under `data`, with `properties` as its inline JSON schema."""
+    records under `data`, with `properties` as its inline JSON schema (and `description` as the schema's own)."""
+    schema = {"type": "object", "properties": properties, **({"description": description} if description else {})}
     return dump({
         "version": "6.61.6", "type": "DeclarativeSource",
         "check": {"type": "CheckStream", "stream_names": [stream]},
         "streams": [{
             "type": "DeclarativeStream", "name": stream, "primary_key": ["id"],
-            "schema_loader": {"type": "InlineSchemaLoader", "schema": {"type": "object", "properties": properties}},
+            "schema_loader": {"type": "InlineSchemaLoader", "schema": schema},
             "retriever": {
                 "type": "SimpleRetriever",
                 "requester": {"type": "HttpRequester", "url_base": "{{ config['base_url'] }}", "path": path, "http_method": "GET"},

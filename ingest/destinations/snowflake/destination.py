@@ -15,8 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ...errors import SyncError
-from ..base import Destination, DestinationIdentity, StreamTarget, next_batch_columns, q, rows_without_key
-from ..typing import META_COLUMNS, STRING
+from ..base import (TABLES_TABLE, Destination, DestinationIdentity, StreamTarget, TableFacts, meta_columns,
+                    next_batch_columns, parsed_json, q, rows_without_key)
+from ..typing import META_COLUMNS, META_REJECTED, STRING
 from .ledger import SnowflakeLedger
 from .session import Session
 from .settings import SnowflakeConfig, resolve_config
@@ -90,6 +91,47 @@ class SnowflakeDestination(SnowflakeLedger, Destination):
         """A read-only query on its own session (opened on first use): it never runs inside the writer's open
         transaction, and sees committed data only — like the DuckDB destination's separate cursor."""
         return self.session.side(sql, params, action="query", obj=self._where())
+
+    # ------------------------------------------------------------ what `ingest describe` reads
+
+    def table_facts(self, table: str) -> TableFacts | None:
+        name = sf_name(table)
+        rows = self._exec(
+            "SELECT c.COLUMN_NAME, c.DATA_TYPE, c.COMMENT, t.COMMENT FROM INFORMATION_SCHEMA.COLUMNS c "
+            "JOIN INFORMATION_SCHEMA.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
+            "WHERE c.TABLE_SCHEMA = CURRENT_SCHEMA() AND c.TABLE_NAME = ? ORDER BY c.ORDINAL_POSITION",
+            [name], action="describe", obj=self._where(name))
+        if not rows:
+            return None
+        columns = [{"column": column, "type": dtype, "comment": comment} for column, dtype, comment, _ in rows]
+        rejected = {}
+        if any(c["column"] == META_REJECTED.upper() for c in columns):
+            rejected = {str(key): int(n) for key, n in self._exec(
+                f"SELECT f.KEY, COUNT(*) FROM {q(name)} t, LATERAL FLATTEN(INPUT => t.{q(META_REJECTED.upper())}) f "
+                "GROUP BY f.KEY", action="count the rejected values of", obj=self._where(name))}
+        count = self._exec(f"SELECT COUNT(*) FROM {q(name)}", action="count the rows of", obj=self._where(name))
+        records = [r for r in self.landed_tables() if str(r.get("table_name")).upper() == name]
+        return TableFacts(table=name, comment=rows[0][3], columns=columns, rows=int(count[0][0]), rejected=rejected,
+                          record=records[0] if records else {})
+
+    def landed_tables(self) -> list[dict]:
+        if TABLES not in self._meta_present:
+            return []
+        names = meta_columns(TABLES_TABLE, "snowflake")
+        try:
+            found = self._exec(f"SELECT {', '.join(q(c.upper()) for c in names)} FROM {q(TABLES)} ORDER BY \"TABLE_NAME\"",
+                               action="read", obj=self._where(TABLES))
+        except SyncError:  # read-only on an _INGEST_TABLES of an older release (a writer adds the new columns)
+            names = names[:names.index("updated_at") + 1]
+            found = self._exec(f"SELECT {', '.join(q(c.upper()) for c in names)} FROM {q(TABLES)} ORDER BY \"TABLE_NAME\"",
+                               action="read", obj=self._where(TABLES))
+        out = []
+        for values in found:
+            row = dict(zip(names, values))
+            for key, default in (("column_map", {}), ("descriptions", {}), ("primary_key", [])):
+                row[key] = parsed_json(row.get(key), default)
+            out.append(row)
+        return out
 
     # ------------------------------------------------------------ tables
 
