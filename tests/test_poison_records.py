@@ -11,7 +11,6 @@ into DuckDB and into Snowflake (a fakesnow server, the real connector over HTTP)
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 
