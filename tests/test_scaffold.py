@@ -350,7 +350,7 @@ def test_ingest_add_refuses_a_stream_whose_table_is_taken(tmp_path):
     r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "issues"], tmp_path)
     assert r.code == 2, r.output
     assert ("adding block 'jira': connectors.jira.streams[0]: table 'jira_issues' is also written by "
-            f"connectors.demo.streams[0] (stream 'quotes', connectors.yaml:11) as 'JIRA_ISSUES'") in r.stderr, r.output
+            "connectors.demo.streams[0] (stream 'quotes', connectors.yaml:11) as 'JIRA_ISSUES'") in r.stderr, r.output
     assert "Traceback" not in r.output
     assert config.read_text() == existing
     r = run_cli(["add", "jira==4.0.0", "--team", "fraud", "--stream", "projects"], tmp_path)
