@@ -26,7 +26,7 @@ from .support.cli import CliResult, Project, start_cli
 from .fakes import fake_fmcsa as ff
 from .fakes.fake_fmcsa import FakeFMCSA
 from .support.net import MAINTENANCE_HTML, closed_port
-from .support.pullers import CARRIER_STREAMS as STREAMS, KEY_ENV, assert_no_secrets
+from .support.pullers import CARRIER_STREAMS as STREAMS, KEY_ENV, assert_comments_match_schema, assert_no_secrets, puller_catalog
 from .support.pullers import carrier_table as table
 from .support.pullers import write_carrier_block as write_block
 
@@ -198,6 +198,8 @@ def test_cassette_replay_lands_typed_streams_and_reports_unknown_carriers(projec
     assert set(states) == set(STREAMS)
     assert all(s == {"snapshot_date": "2025-01-15", "last_dot_number": 1048576, "complete": True} for s in states.values())
     assert project.scalar("SELECT count(*) FROM _ingest_tables WHERE block = 'carrier_safety' AND write_mode = 'dedup'") == 5
+    for name, (schema, _, _) in puller_catalog("carrier_safety").items():  # issue 13: the schema's words are the comments
+        assert_comments_match_schema(project, f"carrier_safety_{name}", schema)
     assert_no_secrets(project, r, ["replay-key-0000", ff.RECORDING_KEY])
 
 

@@ -28,7 +28,8 @@ import yaml
 from .support.cli import CliResult, Project, start_cli
 from .fakes import fake_greenscreens as gsf
 from .fakes.fake_greenscreens import FakeGreenscreens
-from .support.pullers import PRICES_TABLE as TABLE, SECRET_ENV, assert_no_secrets, gs_env, make_lanes_csv
+from .support.pullers import PRICES_TABLE as TABLE, SECRET_ENV, assert_comments_match_schema, assert_no_secrets, gs_env
+from .support.pullers import make_lanes_csv, puller_catalog
 from .support.pullers import write_pricing_block as write_block
 
 BATCH = gsf.BATCH_PATH
@@ -171,6 +172,7 @@ def test_cassette_replay_csv_lanes_then_incremental(project):
     assert types["pickup_date"] == "DATE" and types["target_buy_rate"] == "DOUBLE" and types["confidence_level"] == "BIGINT"
     assert types["priced_at"] == "TIMESTAMP WITH TIME ZONE" and types["acceptance_rates"] == "JSON"
     assert project.scalar("SELECT count(*) FROM _ingest_tables WHERE table_name = ? AND write_mode = 'dedup'", [TABLE]) == 1
+    assert_comments_match_schema(project, TABLE, puller_catalog("truck_pricing")["lane_rates"][0])  # issue 13
 
     # New shipments were added: only lanes after the cursor are priced (one batch call in the cassette).
     shutil.copyfile(gsf.LANES_MORE_CSV, project.root / "lanes.csv")

@@ -97,6 +97,30 @@ def assert_no_secrets(project: Project, result: CliResult | None, secrets) -> No
 
 
 
+def puller_catalog(name: str) -> dict[str, tuple[dict, list[str], str | None]]:
+    """A registered puller's streams: name -> (JSON schema, primary key, cursor), as its discover() declares them."""
+    import importlib
+
+    from ingest.sources.pullers import PULLERS
+
+    module, _, cls = PULLERS[name].partition(":")
+    return getattr(importlib.import_module(module), cls).CATALOG
+
+
+def assert_comments_match_schema(project: Project, table: str, schema: dict) -> None:
+    """After a run: each column of `table` that the stream's schema has carries that field's description as its
+    DuckDB comment, and the table's comment starts with the schema's own description (issue 13)."""
+    con = duckdb.connect(str(project.db), read_only=True)
+    try:
+        comments = dict(con.execute("SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall())
+        (table_comment,) = con.execute("SELECT comment FROM duckdb_tables() WHERE table_name = ?", [table]).fetchone()
+    finally:
+        con.close()
+    wanted = {name: prop.get("description") for name, prop in schema["properties"].items()}
+    assert {name: comments.get(name) for name in wanted} == wanted, f"{table}: column comments differ from the schema"
+    assert table_comment.startswith(schema["description"] + " | ingest: "), f"{table}: {table_comment!r}"
+
+
 def make_lanes_csv(path: Path, n: int, start: dt.date = dt.date(2024, 1, 1), bad_every: int = 0) -> None:
     """n distinct lanes over n/50 days; every `bad_every`-th lane has an unroutable zip (a per-item 424)."""
     cities = [("Chicago", "IL", "60611"), ("Dallas", "TX", "75204"), ("Atlanta", "GA", "30303"), ("Denver", "CO", "80202"),

@@ -19,6 +19,8 @@
 
 Stream `lane_rates`, primary key `lane_id` = "<pickup date>|<transport type>|<origin>|<destination>" (each stop
 as COUNTRY-STATE-CITY-ZIP, upper-case), cursor `pickup_date`. Pricing a lane/date again upserts its row (dedup).
+The schema and each of its columns carry a `description` (units, currency, ranges): the warehouse's table and column
+comments.
 """
 from __future__ import annotations
 
@@ -90,36 +92,107 @@ SPEC: dict = {
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
+
+
+def _described(prop: dict, description: str) -> dict:
+    """`prop` with its `description`: the column comment in the warehouse (destinations/typing.description_text)."""
+    return {**prop, "description": description}
+
+
+def _stop_columns(end: str) -> dict:
+    """The four columns of one stop (origin or destination), as sent to the API."""
+    label = end.capitalize()
+    return {
+        f"{end}_country": _described(_NULLABLE_STRING, f"{label} country: ISO 3166-1 alpha-2 code, upper-case (from the "
+                                     "input; US when the input has none)."),
+        f"{end}_state": _described(_NULLABLE_STRING, f"{label} state or province code as given in the input, upper-case "
+                                   "(the API expects two letters, e.g. IL)."),
+        f"{end}_city": _described(_NULLABLE_STRING, f"{label} city as given in the input (whitespace collapsed; upper-case "
+                                  "only inside lane_id)."),
+        f"{end}_zip": _described(_NULLABLE_STRING, f"{label} ZIP/postal code as text, leading zeros restored (2116 -> 02116); "
+                                 "NULL when the input has none (the lane is then priced by city and state)."),
+    }
+
+
+_PER_MILE = "per mile, fuel included, in `currency`; NULL on ERROR rows"
 SCHEMA: dict = {
     "$schema": "http://json-schema.org/draft-07/schema#",
+    "description": (
+        "Truck buy-rate predictions from the Greenscreens (Triumph Intelligence) prediction API v3 for the lanes of "
+        "our shipments: one row per lane and pickup date (lane_id). Rates are what a carrier is paid to haul the "
+        "load, per mile with fuel included, in `currency`; target_buy_total is the whole trip. Lanes that could not "
+        "be priced are kept as status = ERROR rows with the reason in error_*."),
     "type": "object",
     "additionalProperties": True,
     "properties": {
-        "lane_id": {"type": "string", "description": "pickup date|transport type|origin|destination (the primary key)"},
-        "pickup_date": {"type": ["string", "null"], "format": "date"},
-        "pickup_datetime": _NULLABLE_STRING,
-        "transport_type": _NULLABLE_STRING,
-        "origin_country": _NULLABLE_STRING, "origin_state": _NULLABLE_STRING, "origin_city": _NULLABLE_STRING,
-        "origin_zip": _NULLABLE_STRING,
-        "destination_country": _NULLABLE_STRING, "destination_state": _NULLABLE_STRING,
-        "destination_city": _NULLABLE_STRING, "destination_zip": _NULLABLE_STRING,
-        "commodity": _NULLABLE_STRING,
-        "status": {"type": "string", "description": "OK, or ERROR (see error_*)"},
-        "prediction_id": _NULLABLE_STRING,
-        "target_buy_rate": _NULLABLE_NUMBER, "low_buy_rate": _NULLABLE_NUMBER, "high_buy_rate": _NULLABLE_NUMBER,
-        "start_buy_rate": _NULLABLE_NUMBER, "fuel_rate": _NULLABLE_NUMBER,
-        "distance": _NULLABLE_NUMBER,
-        "target_buy_total": {"type": ["number", "null"], "description": "target_buy_rate x distance"},
-        "confidence_level": {"type": ["integer", "null"]},
-        "acceptance_rates": {"type": ["array", "null"], "items": {"type": "number"}},
-        "currency": _NULLABLE_STRING,
-        "notes": {"type": ["object", "null"]},
-        "tag": _NULLABLE_STRING,
-        "error_http_code": {"type": ["integer", "null"]},
-        "error_code": _NULLABLE_STRING,
-        "error_message": _NULLABLE_STRING,
-        "shipment_ids": {"type": ["array", "null"], "items": {"type": "string"}},
-        "priced_at": {"type": "string", "format": "date-time"},
+        "lane_id": _described({"type": "string"}, (
+            "Primary key: '<pickup date>|<transport type>|<origin>|<destination>', each stop "
+            "COUNTRY-STATE-CITY-ZIP upper-case, e.g. 2024-03-01|VAN|US-IL-CHICAGO-60611|US-TX-DALLAS-75204. "
+            "Commodity is not part of it; an unreadable pickup date shows as '?<input value>'.")),
+        "pickup_date": _described({"type": ["string", "null"], "format": "date"}, (
+            "Pickup date of the shipments (the date part of their pickup time); the incremental cursor. NULL on the "
+            "ERROR row of an input without a readable date.")),
+        "pickup_datetime": _described(_NULLABLE_STRING, (
+            "pickupDateTime as sent to the API: UTC, YYYY-MM-DDTHH:MM:SSZ; midnight when the input has only a date. "
+            "The API ignores the time zone.")),
+        "transport_type": _described(_NULLABLE_STRING, (
+            "Equipment priced: VAN (dry van), REEFER (refrigerated), FLATBED or HOTSHOT, mapped from the input's "
+            "equipment names; an unrecognised input value is kept upper-case on an ERROR row.")),
+        **_stop_columns("origin"),
+        **_stop_columns("destination"),
+        "commodity": _described(_NULLABLE_STRING, (
+            "Free-text commodity from the input, sent with the request (of the first input row when several "
+            "shipments share the lane); not part of lane_id.")),
+        "status": _described({"type": "string"}, (
+            "OK: the API returned a prediction; ERROR: no prediction, see error_http_code, error_code and "
+            "error_message (the rate columns are then NULL).")),
+        "prediction_id": _described(_NULLABLE_STRING, "The API's id of this prediction (a UUID); NULL on ERROR rows."),
+        "target_buy_rate": _described(_NULLABLE_NUMBER, (
+            f"Predicted target buy rate - what to pay the carrier - {_PER_MILE}. Multiply by distance for the trip "
+            "(target_buy_total).")),
+        "low_buy_rate": _described(_NULLABLE_NUMBER, f"Low end of the predicted buy-rate range, {_PER_MILE}."),
+        "high_buy_rate": _described(_NULLABLE_NUMBER, f"High end of the predicted buy-rate range, {_PER_MILE}."),
+        "start_buy_rate": _described(_NULLABLE_NUMBER, (
+            f"Suggested opening offer for negotiating with the carrier, {_PER_MILE}.")),
+        "fuel_rate": _described(_NULLABLE_NUMBER, (
+            "Fuel surcharge per mile in `currency`, as the API reports it; already included in the buy rates, not "
+            "added on top. NULL on ERROR rows.")),
+        "distance": _described(_NULLABLE_NUMBER, "Total trip distance in miles, as the API computed it; NULL on ERROR rows."),
+        "target_buy_total": _described(_NULLABLE_NUMBER, (
+            "Predicted cost of the whole trip in `currency`, fuel included: target_buy_rate x distance, rounded to "
+            "cents (computed by ingest, not returned by the API). NULL on ERROR rows.")),
+        "confidence_level": _described({"type": ["integer", "null"]}, (
+            "How confident the API is in this prediction, from 0 (lowest) to 100 (highest). NULL on ERROR rows.")),
+        "acceptance_rates": _described({"type": ["array", "null"], "items": {"type": "number"}}, (
+            "JSON array of buy rates per mile (in `currency`), each the rate at which a carrier accepts the load with "
+            "probability X%, X equally spaced from 0% to 100% (11 items = 0, 10, ..., 100%). May be empty; NULL on "
+            "ERROR rows.")),
+        "currency": _described(_NULLABLE_STRING, (
+            "ISO 4217 code of every money column of the row, as the API answered: the currency requested (the input's "
+            "currency column, else the block's `currency` setting), else the API account's default. On ERROR rows: "
+            "the input's currency, if any.")),
+        "notes": _described({"type": ["object", "null"]}, (
+            "JSON object of the API's caveats about the rate, e.g. shortHaulRateInaccurate {distanceLessThan} or "
+            "multistopDistanceOutlierRateInaccurate; a note that is present and not null applies. NULL when none.")),
+        "tag": _described(_NULLABLE_STRING, (
+            "Tag sent with the request and echoed by the API to match answers to lanes: 'ingest-' + the first 16 hex "
+            "digits of sha1(lane_id).")),
+        "error_http_code": _described({"type": ["integer", "null"]}, (
+            "On ERROR rows, the HTTP status that explains the failure: the batch item's errorObject.httpCode or the "
+            "status of the refused call (400, 422, 424). NULL on OK rows and for invalid_input / no_response.")),
+        "error_code": _described(_NULLABLE_STRING, (
+            "On ERROR rows: the API's error code (e.g. not_found_distance, request_validation), or ingest's own: "
+            "invalid_input (the input row cannot be priced as given; not sent) or no_response (the batch answer had no "
+            "prediction for this lane). NULL on OK rows.")),
+        "error_message": _described(_NULLABLE_STRING, (
+            "On ERROR rows, why the lane has no price, in words (the API's message with its field errors, or what is "
+            "wrong with the input row); secrets masked. NULL on OK rows.")),
+        "shipment_ids": _described({"type": ["array", "null"], "items": {"type": "string"}}, (
+            "JSON array of the input shipment ids (shipment_id, load_id, ... column) priced as this lane and pickup "
+            "date; join back to shipments on it. NULL when the input has no id column.")),
+        "priced_at": _described({"type": "string", "format": "date-time"}, (
+            "When ingest asked the API for this price (UTC; the start of the batch call). A lane priced again gets a "
+            "new value.")),
     },
 }
 
