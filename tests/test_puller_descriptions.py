@@ -1,5 +1,5 @@
 """Issue 13: the pullers document their own tables. Every stream schema of every registered puller, and every field
-of it, has a description, which lands as the table's and the column's comment (destinations/typing.description_text).
+of it, has a description, which lands as the table's and the column's comment (destinations/descriptions.description_text).
 
 The end-to-end half (the DuckDB comments after a real `ingest run`) rides on the cassette replays that already run
 each puller block: tests/test_truck_pricing.py and tests/test_carrier_safety.py, via
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.destinations.typing import DESCRIPTION_MAX, description_text
+from ingest.destinations.descriptions import DESCRIPTION_MAX, description_text
 from ingest.sources.pullers import PULLERS
 
 from .support.pullers import puller_catalog

@@ -95,7 +95,7 @@ _NULLABLE_NUMBER = {"type": ["number", "null"]}
 
 
 def _described(prop: dict, description: str) -> dict:
-    """`prop` with its `description`: the column comment in the warehouse (destinations/typing.description_text)."""
+    """`prop` with its `description`: the column comment in the warehouse (destinations/descriptions.description_text)."""
     return {**prop, "description": description}
 
 
