@@ -158,10 +158,15 @@ def print_description(d) -> None:
         ("failure", REDACTOR.redact(d.last_failure)[:150] if d.last_failure else "-"),
         ("where", f"{d.destination} · lineage {d.lineage_dataset}"),
     ]
-    for name, value in facts:
-        console.print(f"[bold]{name:<10}[/] {escape(str(value))}")
     loads = "  ".join(f"{str(load['landed_at'])[:16]} {load['rows'] or 0:,}" for load in d.recent_loads[:6])
-    console.print(f"[bold]{'loads':<10}[/] {escape(loads) or '-'}")
+    from rich.table import Table
+
+    grid = Table.grid(padding=(0, 1))  # a fact that wraps stays in its column
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for name, value in facts + [("loads", loads or "-")]:
+        grid.add_row(name, escape(str(value)))
+    console.print(grid)
     table = _table("column", "type", "rejected", "meaning")
     for c in d.columns:
         column = c.column if c.field == c.column or c.field.upper() == c.column else f"{c.column} ← {c.field}"
