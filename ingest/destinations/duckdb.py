@@ -42,6 +42,15 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _keys_unique(batch: pa.Table, key_columns: list[str]) -> bool:
+    """Whether no primary key value repeats within the batch (its key columns hold no NULL here)."""
+    if len(key_columns) == 1:
+        import pyarrow.compute as pc
+
+        return pc.count_distinct(batch.column(key_columns[0])).as_py() == batch.num_rows
+    return batch.select(key_columns).group_by(key_columns).aggregate([]).num_rows == batch.num_rows
+
+
 def staging_name(table: str) -> str:
     return f"_ingest_staging_{table}"
 
@@ -339,33 +348,45 @@ class DuckDBDestination(DuckDBLedger, Destination):
             return without_key
         # Dedup: keep the latest record per primary key (by cursor, then by arrival order). Records without a key
         # value cannot be matched to anything: they are appended as they come (and counted).
-        batch = batch.append_column(SEQ, pa.array(range(batch.num_rows), type=pa.int64()))
         pk_cols = [q(cols.names[k]) for k in target.primary_key]
-        pk = ", ".join(pk_cols)
         keyless = " OR ".join(f"{c} IS NULL" for c in pk_cols)
         cursor = q(cols.names[target.cursor]) if target.cursor and target.cursor in cols.names else None
-        order = (f"{cursor} DESC NULLS LAST, " if cursor else "") + f"{SEQ} DESC"
         match = " AND ".join(f"t.{c} = b.{c}" for c in pk_cols)
+        if without_key == 0 and _keys_unique(batch, [cols.names[k] for k in target.primary_key]):
+            # The usual batch: every key once. It is its own latest version: merged as it is, without building a
+            # de-duplicated copy first (that copy was the largest cost of a checkpoint: bench/README.md).
+            con.register("__ingest_dedup", batch)
+            try:
+                self._merge(table, match, cursor)
+            finally:
+                _quietly(lambda: con.unregister("__ingest_dedup"), "unregister the batch")
+            return 0
+        batch = batch.append_column(SEQ, pa.array(range(batch.num_rows), type=pa.int64()))
+        order = (f"{cursor} DESC NULLS LAST, " if cursor else "") + f"{SEQ} DESC"
         con.register("__ingest_batch", batch)
         try:
             if without_key:
                 con.execute(f"INSERT INTO {q(table)} BY NAME SELECT * EXCLUDE ({SEQ}) FROM __ingest_batch WHERE {keyless}")
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE __ingest_dedup AS SELECT * EXCLUDE ({SEQ}) FROM __ingest_batch "
-                f"WHERE NOT ({keyless}) QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY {order}) = 1"
+                f"WHERE NOT ({keyless}) QUALIFY row_number() OVER (PARTITION BY {', '.join(pk_cols)} ORDER BY {order}) = 1"
             )
         finally:
             _quietly(lambda: con.unregister("__ingest_batch"), "unregister the batch")
-        # A stored row is replaced unless it is strictly newer than the incoming one (an out-of-order re-read
-        # must not roll a row back). The re-delivered boundary record (same cursor) replaces its copy.
+        self._merge(table, match, cursor)
+        con.execute("DROP TABLE __ingest_dedup")
+        return without_key
+
+    def _merge(self, table: str, match: str, cursor: str | None) -> None:
+        """`__ingest_dedup` (one row per key) into the table. A stored row is replaced unless it is strictly newer
+        than the incoming one (an out-of-order re-read must not roll a row back); the re-delivered boundary record
+        (same cursor) replaces its copy."""
         newer_or_equal = f" AND (b.{cursor} IS NULL OR t.{cursor} IS NULL OR t.{cursor} <= b.{cursor})" if cursor else ""
-        con.execute(f"DELETE FROM {q(table)} t USING __ingest_dedup b WHERE {match}{newer_or_equal}")
-        con.execute(
+        self.con.execute(f"DELETE FROM {q(table)} t USING __ingest_dedup b WHERE {match}{newer_or_equal}")
+        self.con.execute(
             f"INSERT INTO {q(table)} BY NAME SELECT b.* FROM __ingest_dedup b "
             f"WHERE NOT EXISTS (SELECT 1 FROM {q(table)} t WHERE {match})"
         )
-        con.execute("DROP TABLE __ingest_dedup")
-        return without_key
 
     def abort_stream(self, target: StreamTarget) -> None:
         if target.staged:

@@ -46,10 +46,14 @@ class DuckDBLedger:
         return self.con.execute(sql + " RETURNING 1", params).fetchall().__len__()
 
     def _store_state(self, target: StreamTarget, state: dict) -> None:
-        self.con.execute(
-            f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?, ?, ?)",
-            [target.block, target.state_key, orjson.dumps(state).decode(), target.run_id, dt.datetime.now(dt.timezone.utc)],
-        )
+        # UPDATE first (every checkpoint after a stream's first): half the cost of INSERT OR REPLACE on the primary
+        # key, which a checkpoint pays ~150 times per 150k records.
+        values = [orjson.dumps(state).decode(), target.run_id, dt.datetime.now(dt.timezone.utc)]
+        updated = self.con.execute(f"UPDATE {STATE_TABLE} SET state = ?, run_id = ?, updated_at = ? "
+                                   "WHERE block = ? AND state_key = ?", values + [target.block, target.state_key]).fetchone()
+        if not updated or not updated[0]:
+            self.con.execute(f"INSERT INTO {STATE_TABLE} (block, state_key, state, run_id, updated_at) VALUES (?, ?, ?, ?, ?)",
+                             [target.block, target.state_key] + values)
 
     def record_run(self, run: RunRecord) -> None:
         self.con.execute(
