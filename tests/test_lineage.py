@@ -1,31 +1,21 @@
-"""OpenLineage run events (ingest/lineage.py): START and COMPLETE/FAIL per sync, with the documented datasets and
+"""OpenLineage run events (ingest/lineage/): START and COMPLETE/FAIL per sync, with the documented datasets and
 facets, delivered over HTTP or to a JSON-lines file; never a failed or slow sync because of lineage.
 
-The module is tested directly (blocks from a temp connectors.yaml, hand-made run records and stream targets); the
-end-to-end CLI path is tested once lineage is wired into AirbyteManager.run.
-
-openlineage-python ships no JSON schema files, so events are checked against the client's generated model instead
-(`check_event`): those classes are generated from the official OpenLineage JSON schemas, so each facet's `_schemaURL`
-must name one of them, every field the schema requires must be there, nested objects and enums must have the right
-shape, and the schema's format checks (UUID runId, date-time eventTime) run on the wire values.
+The module is tested directly (blocks from a temp connectors.yaml, hand-made run records and stream targets), and
+end to end through the CLI. Every event is checked against the official OpenLineage schemas, as the client's
+generated model knows them (tests/support/openlineage_spec.py `check_event`).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
-import importlib
 import json
 import logging
-import pkgutil
 import textwrap
 import time
-import types
-import typing
 import uuid
 from pathlib import Path
 
-import attr
 import pytest
 
 from ingest.config import load_project
@@ -39,6 +29,7 @@ from ingest.sync.results import StreamResult
 from .support.blocks import prepared
 from .fakes.lineage_receiver import ENDPOINT, LineageReceiver
 from .support.net import closed_port, silent_port
+from .support.openlineage_spec import check_event
 
 ROOT = Path(__file__).resolve().parents[1]
 API_TOKEN = "jira-token-Zq81xWv0secret"
@@ -96,129 +87,6 @@ connectors:
     streams:
       - name: snapshots
 """
-
-# facet key -> the generated class its _schemaURL must name (our naming convention, checked on every event)
-FACET_KEYS = {
-    "schema": "SchemaDatasetFacet", "ownership": ("OwnershipDatasetFacet", "OwnershipJobFacet"),
-    "dataSource": "DatasourceDatasetFacet", "outputStatistics": "OutputStatisticsOutputDatasetFacet",
-    "inputStatistics": "InputStatisticsInputDatasetFacet", "lifecycleStateChange": "LifecycleStateChangeDatasetFacet",
-    "parent": "ParentRunFacet", "errorMessage": "ErrorMessageRunFacet", "processing_engine": "ProcessingEngineRunFacet",
-    "tags": "TagsRunFacet", "jobType": "JobTypeJobFacet", "documentation": "DocumentationJobFacet",
-}
-
-
-# ---------------------------------------------------------------- checking events against the spec's model
-
-
-def _facet_classes() -> dict[str, type]:
-    """_schemaURL → generated facet class, for every facet the installed client knows."""
-    from openlineage.client import generated
-    from openlineage.client.generated.base import BaseFacet
-
-    out: dict[str, type] = {}
-    for info in pkgutil.iter_modules(generated.__path__):
-        module = importlib.import_module(f"openlineage.client.generated.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and attr.has(obj) and issubclass(obj, BaseFacet) and obj.__module__ == module.__name__:
-                out[obj._get_schema()] = obj
-    return out
-
-
-FACET_CLASSES = _facet_classes()
-
-
-def _check_value(value, hint, path: str, problems: list[str]) -> None:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return
-        options = [a for a in args if a is not type(None)]
-        hint, origin, args = options[0], typing.get_origin(options[0]), typing.get_args(options[0])
-    if hint is typing.Any:
-        return
-    if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected a list")
-            return
-        for i, item in enumerate(value):
-            _check_value(item, args[0], f"{path}[{i}]", problems)
-    elif origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object")
-            return
-        for key, item in value.items():
-            _check_facet(item, f"{path}.{key}", key, problems) if _is_facet_type(args[1]) else _check_value(item, args[1], f"{path}.{key}", problems)
-    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if value not in {m.value for m in hint}:
-            problems.append(f"{path}: {value!r} is not one of {[m.value for m in hint]}")
-    elif isinstance(hint, type) and attr.has(hint):
-        _check_object(value, hint, path, problems)
-    elif hint is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string")
-    elif hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: expected an integer")
-    elif hint is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected a boolean")
-
-
-def _is_facet_type(hint) -> bool:
-    from openlineage.client.generated.base import BaseFacet
-
-    return isinstance(hint, type) and issubclass(hint, BaseFacet)
-
-
-def _check_object(value, cls, path: str, problems: list[str], required_extra: tuple[str, ...] = ()) -> None:
-    if not isinstance(value, dict):
-        problems.append(f"{path}: expected an object ({cls.__name__})")
-        return
-    attr.resolve_types(cls)
-    fields = {f.name: f for f in attr.fields(cls)}
-    for name in required_extra:
-        if name not in value:
-            problems.append(f"{path}.{name}: required by the spec, missing")
-    for name, f in fields.items():
-        if name not in value:
-            if f.default is attr.NOTHING and f.init:
-                problems.append(f"{path}.{name}: required by {cls.__name__}, missing")
-            continue
-        _check_value(value[name], f.type, f"{path}.{name}", problems)
-        if f.validator is not None and value[name] is not None:
-            try:
-                f.validator(None, f, value[name])  # the schema's format checks (uuid, date-time, uri)
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"{path}.{name}: {exc}")
-    unknown = [k for k in value if k not in fields]
-    if unknown:
-        problems.append(f"{path}: fields {unknown} are not in {cls.__name__}")
-
-
-def _check_facet(value, path: str, key: str, problems: list[str]) -> None:
-    if not isinstance(value, dict) or "_schemaURL" not in value or "_producer" not in value:
-        problems.append(f"{path}: a facet needs _producer and _schemaURL")
-        return
-    cls = FACET_CLASSES.get(value["_schemaURL"])
-    if cls is None:
-        problems.append(f"{path}: _schemaURL {value['_schemaURL']} is not a facet schema the client knows")
-        return
-    expected = FACET_KEYS.get(key)
-    if expected and cls.__name__ not in ((expected,) if isinstance(expected, str) else expected):
-        problems.append(f"{path}: key {key!r} holds a {cls.__name__}")
-    _check_object(value, cls, path, problems, required_extra=("_producer", "_schemaURL"))
-
-
-def check_event(event: dict) -> list[str]:
-    """Problems of one wire event against the OpenLineage RunEvent model (empty when it conforms)."""
-    from openlineage.client.generated.base import RunEvent
-
-    problems: list[str] = []
-    _check_object(event, RunEvent, "event", problems, required_extra=("eventTime", "producer", "schemaURL", "eventType"))
-    if event.get("schemaURL") != RunEvent._get_schema():
-        problems.append(f"event.schemaURL: expected {RunEvent._get_schema()}, got {event.get('schemaURL')}")
-    return problems
-
 
 # ---------------------------------------------------------------- fixtures
 
@@ -324,8 +192,8 @@ def test_http_start_and_complete_carry_the_documented_datasets_and_facets(projec
 
     # outputs: the warehouse tables with schema, row counts and the owning team
     warehouse = (project.path.parent / "warehouse.duckdb").resolve()
-    assert [(o["namespace"], o["name"]) for o in complete["outputs"]] == [(f"duckdb://{warehouse}", "jira_issues"),
-                                                                          (f"duckdb://{warehouse}", "jira_projects")]
+    assert [(o["namespace"], o["name"]) for o in complete["outputs"]] == [
+        (f"duckdb://{warehouse}", "warehouse.main.jira_issues"), (f"duckdb://{warehouse}", "warehouse.main.jira_projects")]
     assert f"duckdb://{warehouse}".startswith("duckdb:///")
     issues_out, projects_out = complete["outputs"]
     assert facet_types(issues_out) == {
@@ -441,7 +309,7 @@ def test_a_base_url_never_brings_its_credentials_along(project):
 
 def test_destination_datasets(tmp_path):
     ns, name, kind = destination_dataset(duckdb_identity(f"{tmp_path}/w.duckdb"), "jira_issues")
-    assert (ns, name, kind) == (f"duckdb://{tmp_path.resolve()}/w.duckdb", "jira_issues", "duckdb")
+    assert (ns, name, kind) == (f"duckdb://{tmp_path.resolve()}/w.duckdb", "w.main.jira_issues", "duckdb")
     snowflake = DestinationIdentity(kind="snowflake", namespace="snowflake://acme-prod", database="ANALYTICS", schema="raw")
     assert destination_dataset(snowflake, "jira_issues") == (
         "snowflake://acme-prod", "ANALYTICS.RAW.JIRA_ISSUES", "snowflake")
@@ -647,7 +515,7 @@ def test_a_cli_sync_sends_start_and_complete_to_a_lineage_backend(tmp_path):
         assert check_event(e) == []
     complete = events[1]
     out = complete["outputs"][0]
-    assert out["name"] == "demo_users" and out["namespace"] == f"duckdb://{project.db.resolve()}"
+    assert out["name"] == "warehouse.main.demo_users" and out["namespace"] == f"duckdb://{project.db.resolve()}"
     assert out["outputFacets"]["outputStatistics"]["rowCount"] == 120
     assert {f["name"] for f in out["facets"]["schema"]["fields"]} >= {"id", "updated_at", "_ingest_load_id"}
     assert out["facets"]["ownership"]["owners"][0]["name"].endswith("platform")
