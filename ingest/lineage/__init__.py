@@ -2,7 +2,8 @@
 
 One OpenLineage *run* per sync. Its job is the block (`jira`), whichever of its streams the run covers (a Metaflow
 task syncs one stream; the run's `ingest.streams` tag says which), so one block has one history. Inputs are the
-source's streams (`<block>.<stream>`, namespace from the connector and its host); outputs the warehouse tables. Warehouse tables are
+warehouse tables a puller's config reads (`{from: warehouse, query: ...}`, warehouse.py) and the source's streams
+(`<block>.<stream>`, namespace from the connector and its host); outputs the warehouse tables. Warehouse tables are
 named the way OpenLineage's dbt integration names them (`<file stem>.main.<table>` on DuckDB, `DB.SCHEMA.TABLE` on
 Snowflake), so a dbt model reading our table joins our lineage. Schemas carry column types and descriptions, with
 row counts and the owning team. Inside Metaflow the parent run is the Metaflow run, so lineage chains
@@ -22,6 +23,8 @@ from __future__ import annotations
 from .emitter import Lineage, LineageSettingsError, resolve_secret
 from .naming import (destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid, source_dataset,
                      source_namespace)
+from .warehouse import query_tables, warehouse_inputs, warehouse_queries
 
 __all__ = ["Lineage", "LineageSettingsError", "destination_dataset", "ingest_run_uuid", "metaflow_parent",
-           "metaflow_run_uuid", "resolve_secret", "source_dataset", "source_namespace"]
+           "metaflow_run_uuid", "query_tables", "resolve_secret", "source_dataset", "source_namespace",
+           "warehouse_inputs", "warehouse_queries"]

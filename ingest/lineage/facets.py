@@ -11,6 +11,7 @@ import re
 
 from ..secrets import REDACTOR
 from .naming import destination_dataset, ingest_run_uuid, metaflow_run_uuid, source_dataset, source_namespace
+from .warehouse import warehouse_inputs
 
 METAFLOW_NAMESPACE = "metaflow"
 TEAM_OWNER_TYPE = "TEAM"
@@ -22,8 +23,8 @@ log = logging.getLogger("ingest.lineage")
 def build_event(state: str, *, namespace: str, job: str, block, run, targets: dict, results: dict | None,
                 error: BaseException | None, destination=None, parent: tuple[str, str] | None = None,
                 pathspec: str | None = None, streams: list[str] | None = None):
-    """The RunEvent of one moment (START, COMPLETE, FAIL) of a sync: job `job` in `namespace`, the source's streams
-    as inputs, the tables in `destination` (a DestinationIdentity)
+    """The RunEvent of one moment (START, COMPLETE, FAIL) of a sync: job `job` in `namespace`, the warehouse tables
+    the block's config reads and the source's streams as inputs, the tables in `destination` (a DestinationIdentity)
     as outputs, the Metaflow run `parent` if any; `streams` (the run's) go into the tags."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 
@@ -38,7 +39,8 @@ def build_event(state: str, *, namespace: str, job: str, block, run, targets: di
         run=Run(runId=ingest_run_uuid(run.run_id),
                 facets=_run_facets(block, run, error, producer, parent, pathspec, streams)),
         job=Job(namespace=namespace, name=job, facets=_job_facets(block, producer)),
-        inputs=[_input(block, t, (results or {}).get(name), producer) for name, t in targets.items()],
+        inputs=[*_warehouse_inputs(block, destination, producer),
+                *(_input(block, t, (results or {}).get(name), producer) for name, t in targets.items())],
         outputs=[_output(destination, t, (results or {}).get(name), state, producer) for name, t in targets.items()],
         producer=producer,
     )
@@ -102,6 +104,18 @@ def _job_facets(block, producer) -> dict:
     if description:
         facets["documentation"] = documentation_job.DocumentationJobFacet(description=REDACTOR.redact(description), producer=producer)
     return facets
+
+
+def _warehouse_inputs(block, destination, producer) -> list:
+    """The warehouse tables the block's config reads (a puller's `{from: warehouse, query: ...}`), named like our
+    outputs (warehouse.py); they come first, as the lineage reads: shipments → the API → our table."""
+    from openlineage.client.event_v2 import InputDataset
+    from openlineage.client.facet_v2 import datasource_dataset
+
+    return [InputDataset(namespace=namespace, name=name, facets={
+                "dataSource": datasource_dataset.DatasourceDatasetFacet(name=destination.kind, uri=namespace,
+                                                                        producer=producer)})
+            for namespace, name in warehouse_inputs(getattr(block, "config", None), destination)]
 
 
 def _input(block, target, result, producer):
