@@ -375,6 +375,7 @@ def test_duckdb_outputs_are_the_datasets_dbt_names(project, tmp_path):
     assert completed_outputs(tmp_path / "ol.jsonl") == [(dbt_namespace(profile), dbt_dataset_name(source))]
 
 
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")  # fakesnow's, as in test_snowflake_sql
 def test_snowflake_outputs_are_the_datasets_dbt_names(project, tmp_path):
     """A dbt-snowflake profile with the account as `<org>-<account>` (the form OpenLineage's naming spec uses) and a
     source on our table, as Snowflake spells it: the same namespace and name as our output. Our destination is the

@@ -84,10 +84,14 @@ def table_dataset(destination: "DestinationIdentity", catalog: str, schema: str,
 
 def warehouse_inputs(config: Any, destination: "DestinationIdentity | None") -> list[tuple[str, str]]:
     """(namespace, name) of every warehouse table the block's config reads, in the destination's namespace, without
-    repeats. [] without a destination (nothing says where the query runs) or without such a query."""
-    queries = warehouse_queries(config) if destination is not None else []
+    repeats. [] without a destination (nothing says where the query runs) or without such a query. Never raises:
+    these inputs are a bonus, and the event must go out without them rather than not at all."""
     seen: dict[tuple[str, str], None] = {}
-    for sql in queries:
-        for catalog, schema, table in query_tables(sql, DIALECTS.get(destination.kind)):
-            seen[(destination.namespace, table_dataset(destination, catalog, schema, table))] = None
+    try:
+        for sql in warehouse_queries(config) if destination is not None else []:
+            for catalog, schema, table in query_tables(sql, DIALECTS.get(destination.kind)):
+                seen[(destination.namespace, table_dataset(destination, catalog, schema, table))] = None
+    except Exception as exc:  # noqa: BLE001
+        log.debug("lineage: no warehouse inputs (%s: %s)", type(exc).__name__, exc)
+        return []
     return list(seen)
