@@ -1,36 +1,27 @@
-"""OpenLineage run events (ingest/lineage.py): START and COMPLETE/FAIL per sync, with the documented datasets and
+"""OpenLineage run events (ingest/lineage/): START and COMPLETE/FAIL per sync, with the documented datasets and
 facets, delivered over HTTP or to a JSON-lines file; never a failed or slow sync because of lineage.
 
-The module is tested directly (blocks from a temp connectors.yaml, hand-made run records and stream targets); the
-end-to-end CLI path is tested once lineage is wired into AirbyteManager.run.
-
-openlineage-python ships no JSON schema files, so events are checked against the client's generated model instead
-(`check_event`): those classes are generated from the official OpenLineage JSON schemas, so each facet's `_schemaURL`
-must name one of them, every field the schema requires must be there, nested objects and enums must have the right
-shape, and the schema's format checks (UUID runId, date-time eventTime) run on the wire values.
+The module is tested directly (blocks from a temp connectors.yaml, hand-made run records and stream targets), and
+end to end through the CLI. Every event is checked against the official OpenLineage schemas, as the client's
+generated model knows them (tests/support/openlineage_spec.py `check_event`).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
-import importlib
 import json
 import logging
-import pkgutil
 import textwrap
 import time
-import types
-import typing
 import uuid
 from pathlib import Path
 
-import attr
 import pytest
 
 from ingest.config import load_project
 from ingest.destinations.base import DestinationIdentity, RunRecord, StreamTarget
 from ingest.destinations.duckdb import DuckDBDestination
+from ingest.destinations.typing import META_DESCRIPTIONS
 from ingest.errors import SyncError
 from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid,
                             source_namespace)
@@ -39,10 +30,14 @@ from ingest.sync.results import StreamResult
 from .support.blocks import prepared
 from .fakes.lineage_receiver import ENDPOINT, LineageReceiver
 from .support.net import closed_port, silent_port
+from .support.openlineage_spec import check_event
 
 ROOT = Path(__file__).resolve().parents[1]
 API_TOKEN = "jira-token-Zq81xWv0secret"
 LINEAGE_KEY = "lineage-key-Hh27Lp5secret"
+# What the stream schema says its fields mean (StreamTarget.descriptions, as sync/plan.py fills it), one with a secret
+# in it: descriptions are free text, redacted like every other.
+DESCRIPTIONS = {"id": "The issue key, e.g. FRAUD-12", "updated": f"Last change (not the token {API_TOKEN})"}
 
 CONFIG = f"""
 defaults:
@@ -97,129 +92,6 @@ connectors:
       - name: snapshots
 """
 
-# facet key -> the generated class its _schemaURL must name (our naming convention, checked on every event)
-FACET_KEYS = {
-    "schema": "SchemaDatasetFacet", "ownership": ("OwnershipDatasetFacet", "OwnershipJobFacet"),
-    "dataSource": "DatasourceDatasetFacet", "outputStatistics": "OutputStatisticsOutputDatasetFacet",
-    "inputStatistics": "InputStatisticsInputDatasetFacet", "lifecycleStateChange": "LifecycleStateChangeDatasetFacet",
-    "parent": "ParentRunFacet", "errorMessage": "ErrorMessageRunFacet", "processing_engine": "ProcessingEngineRunFacet",
-    "tags": "TagsRunFacet", "jobType": "JobTypeJobFacet", "documentation": "DocumentationJobFacet",
-}
-
-
-# ---------------------------------------------------------------- checking events against the spec's model
-
-
-def _facet_classes() -> dict[str, type]:
-    """_schemaURL → generated facet class, for every facet the installed client knows."""
-    from openlineage.client import generated
-    from openlineage.client.generated.base import BaseFacet
-
-    out: dict[str, type] = {}
-    for info in pkgutil.iter_modules(generated.__path__):
-        module = importlib.import_module(f"openlineage.client.generated.{info.name}")
-        for obj in vars(module).values():
-            if isinstance(obj, type) and attr.has(obj) and issubclass(obj, BaseFacet) and obj.__module__ == module.__name__:
-                out[obj._get_schema()] = obj
-    return out
-
-
-FACET_CLASSES = _facet_classes()
-
-
-def _check_value(value, hint, path: str, problems: list[str]) -> None:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return
-        options = [a for a in args if a is not type(None)]
-        hint, origin, args = options[0], typing.get_origin(options[0]), typing.get_args(options[0])
-    if hint is typing.Any:
-        return
-    if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected a list")
-            return
-        for i, item in enumerate(value):
-            _check_value(item, args[0], f"{path}[{i}]", problems)
-    elif origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object")
-            return
-        for key, item in value.items():
-            _check_facet(item, f"{path}.{key}", key, problems) if _is_facet_type(args[1]) else _check_value(item, args[1], f"{path}.{key}", problems)
-    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if value not in {m.value for m in hint}:
-            problems.append(f"{path}: {value!r} is not one of {[m.value for m in hint]}")
-    elif isinstance(hint, type) and attr.has(hint):
-        _check_object(value, hint, path, problems)
-    elif hint is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string")
-    elif hint is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: expected an integer")
-    elif hint is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected a boolean")
-
-
-def _is_facet_type(hint) -> bool:
-    from openlineage.client.generated.base import BaseFacet
-
-    return isinstance(hint, type) and issubclass(hint, BaseFacet)
-
-
-def _check_object(value, cls, path: str, problems: list[str], required_extra: tuple[str, ...] = ()) -> None:
-    if not isinstance(value, dict):
-        problems.append(f"{path}: expected an object ({cls.__name__})")
-        return
-    attr.resolve_types(cls)
-    fields = {f.name: f for f in attr.fields(cls)}
-    for name in required_extra:
-        if name not in value:
-            problems.append(f"{path}.{name}: required by the spec, missing")
-    for name, f in fields.items():
-        if name not in value:
-            if f.default is attr.NOTHING and f.init:
-                problems.append(f"{path}.{name}: required by {cls.__name__}, missing")
-            continue
-        _check_value(value[name], f.type, f"{path}.{name}", problems)
-        if f.validator is not None and value[name] is not None:
-            try:
-                f.validator(None, f, value[name])  # the schema's format checks (uuid, date-time, uri)
-            except Exception as exc:  # noqa: BLE001
-                problems.append(f"{path}.{name}: {exc}")
-    unknown = [k for k in value if k not in fields]
-    if unknown:
-        problems.append(f"{path}: fields {unknown} are not in {cls.__name__}")
-
-
-def _check_facet(value, path: str, key: str, problems: list[str]) -> None:
-    if not isinstance(value, dict) or "_schemaURL" not in value or "_producer" not in value:
-        problems.append(f"{path}: a facet needs _producer and _schemaURL")
-        return
-    cls = FACET_CLASSES.get(value["_schemaURL"])
-    if cls is None:
-        problems.append(f"{path}: _schemaURL {value['_schemaURL']} is not a facet schema the client knows")
-        return
-    expected = FACET_KEYS.get(key)
-    if expected and cls.__name__ not in ((expected,) if isinstance(expected, str) else expected):
-        problems.append(f"{path}: key {key!r} holds a {cls.__name__}")
-    _check_object(value, cls, path, problems, required_extra=("_producer", "_schemaURL"))
-
-
-def check_event(event: dict) -> list[str]:
-    """Problems of one wire event against the OpenLineage RunEvent model (empty when it conforms)."""
-    from openlineage.client.generated.base import RunEvent
-
-    problems: list[str] = []
-    _check_object(event, RunEvent, "event", problems, required_extra=("eventTime", "producer", "schemaURL", "eventType"))
-    if event.get("schemaURL") != RunEvent._get_schema():
-        problems.append(f"event.schemaURL: expected {RunEvent._get_schema()}, got {event.get('schemaURL')}")
-    return problems
-
-
 # ---------------------------------------------------------------- fixtures
 
 
@@ -247,10 +119,14 @@ def make_run(project, block_name: str, streams: list[str], *, staged: tuple[str,
         targets[name] = StreamTarget(
             block=block.name, team=block.team, source=block.source_label, stream=name, table=tables[name], write=write,
             primary_key=["id"], cursor="updated", columns={"id": "string", "updated": "timestamp", "fields": "json"},
-            run_id=run.run_id, load_id=f"{run.run_id}-{name}",
+            run_id=run.run_id, load_id=f"{run.run_id}-{name}", descriptions=dict(DESCRIPTIONS),
         )
         results[name] = StreamResult(stream=name, table=tables[name], write=write, sync="incremental")
     return block, run, targets, results
+
+
+def descriptions(dataset: dict) -> dict:
+    return {f["name"]: f.get("description") for f in dataset["facets"]["schema"]["fields"]}
 
 
 def duckdb_identity(path) -> DestinationIdentity:
@@ -310,22 +186,26 @@ def test_http_start_and_complete_carry_the_documented_datasets_and_facets(projec
     assert job_facets["documentation"]["description"] == "Jira Cloud issues and projects."
     tags = {t["key"]: t["value"] for t in complete["run"]["facets"]["tags"]["tags"]}
     assert tags["ingest.run_id"] == run.run_id and tags["ingest.team"] == "fraud" and tags["ingest.block"] == "jira"
+    assert tags["ingest.streams"] == "issues,projects"
     assert complete["run"]["facets"]["processing_engine"]["name"] == "ingest"
     assert "parent" not in complete["run"]["facets"] and "errorMessage" not in complete["run"]["facets"]
 
-    # inputs: the source's streams
-    assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [("jira://acme.atlassian.net", "issues"),
-                                                                         ("jira://acme.atlassian.net", "projects")]
+    # inputs: the source's streams, named by block and stream
+    assert [(i["namespace"], i["name"]) for i in complete["inputs"]] == [("jira://acme.atlassian.net", "jira.issues"),
+                                                                         ("jira://acme.atlassian.net", "jira.projects")]
     issues_in = complete["inputs"][0]
     assert issues_in["facets"]["dataSource"] == {**issues_in["facets"]["dataSource"], "name": "airbyte-source-jira==4.0.0",
                                                  "uri": "jira://acme.atlassian.net"}
     assert issues_in["inputFacets"]["inputStatistics"]["rowCount"] == 8
+    # the stream schema's descriptions, on the source's fields and on the columns they land in (ours described too)
+    assert descriptions(issues_in) == {"id": "The issue key, e.g. FRAUD-12", "updated": "Last change (not the token ****)",
+                                       "fields": None}
     assert "inputStatistics" not in start["inputs"][0].get("inputFacets", {})
 
     # outputs: the warehouse tables with schema, row counts and the owning team
     warehouse = (project.path.parent / "warehouse.duckdb").resolve()
-    assert [(o["namespace"], o["name"]) for o in complete["outputs"]] == [(f"duckdb://{warehouse}", "jira_issues"),
-                                                                          (f"duckdb://{warehouse}", "jira_projects")]
+    assert [(o["namespace"], o["name"]) for o in complete["outputs"]] == [
+        (f"duckdb://{warehouse}", "warehouse.main.jira_issues"), (f"duckdb://{warehouse}", "warehouse.main.jira_projects")]
     assert f"duckdb://{warehouse}".startswith("duckdb:///")
     issues_out, projects_out = complete["outputs"]
     assert facet_types(issues_out) == {
@@ -334,6 +214,9 @@ def test_http_start_and_complete_carry_the_documented_datasets_and_facets(projec
         "_ingest_rejected": "JSON",
     }
     assert "story_points" not in facet_types(start["outputs"][0])  # START shows the schema known at the start
+    out_descriptions = descriptions(issues_out)
+    assert out_descriptions["id"] == "The issue key, e.g. FRAUD-12" and out_descriptions["fields"] is None
+    assert out_descriptions["_ingest_run_id"] == META_DESCRIPTIONS["_ingest_run_id"]
     assert issues_out["facets"]["ownership"]["owners"] == [{"name": "team:fraud", "type": "TEAM"}]
     assert issues_out["outputFacets"]["outputStatistics"]["rowCount"] == 7
     assert "outputStatistics" not in start["outputs"][0].get("outputFacets", {})
@@ -357,7 +240,7 @@ def test_a_metaflow_task_has_the_metaflow_run_as_parent(project):
         events = receiver.wait_for(2)
     for event in events:
         assert check_event(event) == [], event
-        assert event["job"] == {**event["job"], "namespace": "prod-ingest", "name": "jira.issues"}  # one stream of two
+        assert event["job"] == {**event["job"], "namespace": "prod-ingest", "name": "jira"}  # one stream of two: the block
         parent = event["run"]["facets"]["parent"]
         assert (parent["job"]["namespace"], parent["job"]["name"]) == ("metaflow", "IngestFlow")
         assert parent["run"]["runId"] == metaflow_run_uuid("IngestFlow/1712")
@@ -365,7 +248,7 @@ def test_a_metaflow_task_has_the_metaflow_run_as_parent(project):
         if "root" in parent:
             assert parent["root"]["run"]["runId"] == parent["run"]["runId"]
         tags = {t["key"]: t["value"] for t in event["run"]["facets"]["tags"]["tags"]}
-        assert tags["metaflow.pathspec"] == "IngestFlow/1712/sync/4"
+        assert tags["metaflow.pathspec"] == "IngestFlow/1712/sync/4" and tags["ingest.streams"] == "issues"
 
 
 def test_parent_pathspecs():
@@ -414,7 +297,8 @@ def test_a_sync_that_fails_before_its_streams_are_known_still_reports_fail(proje
         events = receiver.wait_for(1)
     assert [e["eventType"] for e in events] == ["FAIL"]
     assert check_event(events[0]) == []
-    assert events[0]["job"]["name"] == "jira.issues" and events[0]["inputs"] == [] and events[0]["outputs"] == []
+    assert events[0]["job"]["name"] == "jira" and events[0]["inputs"] == [] and events[0]["outputs"] == []
+    assert {t["key"]: t["value"] for t in events[0]["run"]["facets"]["tags"]["tags"]}["ingest.streams"] == "issues"
     assert events[0]["run"]["facets"]["errorMessage"]["message"] == "system_error: discover failed"
     assert events[0]["run"]["facets"]["parent"]["job"]["name"] == "IngestFlow"
 
@@ -441,10 +325,78 @@ def test_a_base_url_never_brings_its_credentials_along(project):
 
 def test_destination_datasets(tmp_path):
     ns, name, kind = destination_dataset(duckdb_identity(f"{tmp_path}/w.duckdb"), "jira_issues")
-    assert (ns, name, kind) == (f"duckdb://{tmp_path.resolve()}/w.duckdb", "jira_issues", "duckdb")
+    assert (ns, name, kind) == (f"duckdb://{tmp_path.resolve()}/w.duckdb", "w.main.jira_issues", "duckdb")
     snowflake = DestinationIdentity(kind="snowflake", namespace="snowflake://acme-prod", database="ANALYTICS", schema="raw")
     assert destination_dataset(snowflake, "jira_issues") == (
         "snowflake://acme-prod", "ANALYTICS.RAW.JIRA_ISSUES", "snowflake")
+
+
+# What OpenLineage's dbt integration names the same tables: DbtArtifactProcessor.extract_namespace and
+# extract_dataset_data in openlineage/common/provider/dbt/processor.py (openlineage-integration-common), restated
+# here so our names are checked against dbt's rule, not against our own code.
+
+
+def dbt_namespace(profile: dict) -> str:
+    """`extract_namespace(profile)`: `duckdb://{profile['path']}` for DuckDB, `snowflake://{fix_account_name(account)}`
+    for Snowflake. fix_account_name (openlineage/common/provider/snowflake.py) keeps an `<org>-<account>` identifier
+    (a '-' or '_', no '.', no cloud name in it) as written; only legacy account locators get a region suffix."""
+    if profile["type"] == "duckdb":
+        return f"duckdb://{profile['path']}"
+    account = profile["account"]
+    assert ("-" in account or "_" in account) and "." not in account
+    assert not any(cloud in account for cloud in ("aws", "gcp", "azure"))  # fix_account_name's other branches
+    return f"snowflake://{account}"
+
+
+def dbt_dataset_name(node: dict) -> str:
+    """`extract_dataset_data(node)` → `_format_dataset_name(node['database'], node['schema'], node['name'])`: the
+    parts that are set, joined by dots."""
+    return ".".join(part for part in (node["database"], node["schema"], node["name"]) if part)
+
+
+def completed_outputs(lineage_file: Path) -> list[tuple[str, str]]:
+    events = [json.loads(line) for line in lineage_file.read_text().splitlines()]
+    assert [e["eventType"] for e in events] == ["START", "COMPLETE"] and all(check_event(e) == [] for e in events)
+    return [(o["namespace"], o["name"]) for o in events[1]["outputs"]]
+
+
+def test_duckdb_outputs_are_the_datasets_dbt_names(project, tmp_path):
+    """A dbt-duckdb project on our file (its profile's `path` absolute) names a source or model on it
+    `<file stem>.main.<table>` (dbt-duckdb's database is the file's stem, its default schema `main`)."""
+    path = tmp_path / "warehouse.duckdb"
+    block, run, targets, results = make_run(project, "demo", ["users"])
+    lineage = Lineage.from_settings({"transport": "file", "path": "ol.jsonl"}, base_dir=tmp_path,
+                                    destination=duckdb_identity(path))
+    lineage.start(block=block, run=run, targets=targets)
+    finish_run(run, targets, results)
+    lineage.complete(block=block, run=run, targets=targets, results=results)
+    profile = {"type": "duckdb", "path": str(path.resolve())}
+    source = {"database": "warehouse", "schema": "main", "name": "demo_users"}  # dbt's node for our table
+    assert completed_outputs(tmp_path / "ol.jsonl") == [(dbt_namespace(profile), dbt_dataset_name(source))]
+
+
+@pytest.mark.filterwarnings("ignore:Arrow output on a DB-API result:UserWarning")  # fakesnow's, as in test_snowflake_sql
+def test_snowflake_outputs_are_the_datasets_dbt_names(project, tmp_path):
+    """A dbt-snowflake profile with the account as `<org>-<account>` (the form OpenLineage's naming spec uses) and a
+    source on our table, as Snowflake spells it: the same namespace and name as our output. Our destination is the
+    real one (fakesnow in process); it lower-cases the account as configured."""
+    fakesnow = pytest.importorskip("fakesnow")
+    from ingest.destinations.snowflake import SnowflakeConfig, SnowflakeDestination
+
+    config = SnowflakeConfig(account="ACME-PROD", user="loader", database="ANALYTICS", schema="RAW", role="LOADER",
+                             warehouse="LOAD_WH", password="pw-not-used-by-fakesnow")
+    with fakesnow.patch():
+        dest = SnowflakeDestination(config, team="platform", block="demo", run_id="r1", swap_with=False)
+        identity = dest.identity
+        dest.close()
+    block, run, targets, results = make_run(project, "demo", ["users"])
+    lineage = Lineage.from_settings({"transport": "file", "path": "ol.jsonl"}, base_dir=tmp_path, destination=identity)
+    lineage.start(block=block, run=run, targets=targets)
+    finish_run(run, targets, results)
+    lineage.complete(block=block, run=run, targets=targets, results=results)
+    profile = {"type": "snowflake", "account": "acme-prod", "database": "ANALYTICS", "schema": "RAW"}
+    source = {"database": "ANALYTICS", "schema": "RAW", "name": "DEMO_USERS"}
+    assert completed_outputs(tmp_path / "ol.jsonl") == [(dbt_namespace(profile), dbt_dataset_name(source))]
 
 
 def test_snowflake_outputs_use_snowflake_names_and_types(project):
@@ -462,6 +414,8 @@ def test_snowflake_outputs_use_snowflake_names_and_types(project):
     types_ = facet_types(out)
     assert types_["ID"] == "VARCHAR" and types_["UPDATED"] == "TIMESTAMP_TZ" and types_["FIELDS"] == "VARIANT"
     assert types_["_INGEST_LOAD_ID"] == "VARCHAR"
+    described = descriptions(out)  # looked up by field, before the column is upper-cased
+    assert described["ID"] == DESCRIPTIONS["id"] and described["_INGEST_LOAD_ID"] == META_DESCRIPTIONS["_ingest_load_id"]
     assert complete["inputs"][0]["namespace"] == "airbyte-source-faker://local"
     assert complete["job"]["name"] == "demo"
 
@@ -647,8 +601,8 @@ def test_a_cli_sync_sends_start_and_complete_to_a_lineage_backend(tmp_path):
         assert check_event(e) == []
     complete = events[1]
     out = complete["outputs"][0]
-    assert out["name"] == "demo_users" and out["namespace"] == f"duckdb://{project.db.resolve()}"
+    assert out["name"] == "warehouse.main.demo_users" and out["namespace"] == f"duckdb://{project.db.resolve()}"
     assert out["outputFacets"]["outputStatistics"]["rowCount"] == 120
     assert {f["name"] for f in out["facets"]["schema"]["fields"]} >= {"id", "updated_at", "_ingest_load_id"}
     assert out["facets"]["ownership"]["owners"][0]["name"].endswith("platform")
-    assert complete["inputs"][0]["name"] == "users"
+    assert complete["inputs"][0]["name"] == "demo.users"

@@ -114,6 +114,13 @@ def _make_transport(cfg: dict, base_dir: Path | None, secrets: str | None):
     raise LineageSettingsError(f"unknown transport {kind!r}; expected one of {', '.join(TRANSPORTS)}")
 
 
+def _run_streams(block, run, targets: dict, asked: list[str] | None = None) -> list[str]:
+    """The streams a run syncs, for its `ingest.streams` tag: its targets once they are known, else what the run
+    record or the caller asked for; a run that asked for no subset covers every stream of the block."""
+    return (list(targets) or list(run.streams or []) or list(asked or [])
+            or [s.name for s in getattr(block, "streams", None) or []])
+
+
 # ---------------------------------------------------------------- the emitter
 
 
@@ -137,6 +144,7 @@ class Lineage:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._job: str | None = None  # fixed at START, reused by COMPLETE/FAIL
+        self._streams: list[str] = []  # the streams this run syncs (a tag of the run; the job is the block)
         self._parent: tuple[str, str] | None = None
         self._pathspec: str | None = None
 
@@ -179,7 +187,7 @@ class Lineage:
         try:
             self._parent = metaflow_parent(parent_pathspec)
             self._pathspec = parent_pathspec
-            self._job = self._job_name(block, list(targets) or list(run.streams or []))
+            self._job, self._streams = block.name, _run_streams(block, run, targets)
             self._send(self._build("START", block, run, targets, None, None))
         except Exception as exc:  # noqa: BLE001
             self._problem("START", exc)
@@ -196,7 +204,7 @@ class Lineage:
                streams: list[str] | None = None, parent_pathspec: str | None = None) -> None:
         """COMPLETE (error is None) or FAIL, then wait at most 2 × timeout for delivery. A FAIL without a START
         (the sync failed before its streams were known) is sent on its own; `streams` (what was asked for) then
-        names the job, and `parent_pathspec` the parent."""
+        go into its tags, and `parent_pathspec` names the parent."""
         if not self.enabled:
             return
         state = "FAIL" if error is not None else "COMPLETE"
@@ -204,7 +212,8 @@ class Lineage:
             if self._job is None:
                 self._parent = metaflow_parent(parent_pathspec)
                 self._pathspec = parent_pathspec
-                self._job = self._job_name(block, list(targets) or list(run.streams or []) or list(streams or []))
+                self._job = block.name
+                self._streams = _run_streams(block, run, targets, streams)
             self._send(self._build(state, block, run, targets or {}, results or {}, error))
         except Exception as exc:  # noqa: BLE001
             self._problem(state, exc)
@@ -255,14 +264,7 @@ class Lineage:
 
     # -- building events
 
-    @staticmethod
-    def _job_name(block, streams: list[str]) -> str:
-        every = [s.name for s in block.streams]
-        if not streams or sorted(set(streams)) == sorted(every):
-            return block.name
-        return f"{block.name}.{'+'.join(sorted(set(streams)))}"
-
     def _build(self, state: str, block, run, targets: dict, results: dict | None, error: BaseException | None):
         return build_event(state, namespace=self.namespace, job=self._job, block=block, run=run, targets=targets,
                            results=results, error=error, destination=self.destination, parent=self._parent,
-                           pathspec=self._pathspec)
+                           pathspec=self._pathspec, streams=self._streams)

@@ -10,7 +10,8 @@ import logging
 import re
 
 from ..secrets import REDACTOR
-from .naming import destination_dataset, ingest_run_uuid, metaflow_run_uuid, source_namespace
+from .naming import destination_dataset, ingest_run_uuid, metaflow_run_uuid, source_dataset, source_namespace
+from .warehouse import warehouse_inputs
 
 METAFLOW_NAMESPACE = "metaflow"
 TEAM_OWNER_TYPE = "TEAM"
@@ -21,9 +22,10 @@ log = logging.getLogger("ingest.lineage")
 
 def build_event(state: str, *, namespace: str, job: str, block, run, targets: dict, results: dict | None,
                 error: BaseException | None, destination=None, parent: tuple[str, str] | None = None,
-                pathspec: str | None = None):
-    """The RunEvent of one moment (START, COMPLETE, FAIL) of a sync: job `job` in `namespace`, the source's streams
-    as inputs, the tables in `destination` (a DestinationIdentity) as outputs, the Metaflow run `parent` if any."""
+                pathspec: str | None = None, streams: list[str] | None = None):
+    """The RunEvent of one moment (START, COMPLETE, FAIL) of a sync: job `job` in `namespace`, the warehouse tables
+    the block's config reads and the source's streams as inputs, the tables in `destination` (a DestinationIdentity)
+    as outputs, the Metaflow run `parent` if any; `streams` (the run's) go into the tags."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 
     producer = _producer()
@@ -34,15 +36,18 @@ def build_event(state: str, *, namespace: str, job: str, block, run, targets: di
     return RunEvent(
         eventType=RunState[state],
         eventTime=_iso(when),
-        run=Run(runId=ingest_run_uuid(run.run_id), facets=_run_facets(block, run, error, producer, parent, pathspec)),
+        run=Run(runId=ingest_run_uuid(run.run_id),
+                facets=_run_facets(block, run, error, producer, parent, pathspec, streams)),
         job=Job(namespace=namespace, name=job, facets=_job_facets(block, producer)),
-        inputs=[_input(block, t, (results or {}).get(name), producer) for name, t in targets.items()],
+        inputs=[*_warehouse_inputs(block, destination, producer),
+                *(_input(block, t, (results or {}).get(name), producer) for name, t in targets.items())],
         outputs=[_output(destination, t, (results or {}).get(name), state, producer) for name, t in targets.items()],
         producer=producer,
     )
 
 
-def _run_facets(block, run, error, producer, parent: tuple[str, str] | None, pathspec: str | None) -> dict:
+def _run_facets(block, run, error, producer, parent: tuple[str, str] | None, pathspec: str | None,
+                streams: list[str] | None) -> dict:
     from openlineage.client.facet_v2 import error_message_run, parent_run, processing_engine_run, tags_run
 
     facets: dict = {
@@ -51,8 +56,9 @@ def _run_facets(block, run, error, producer, parent: tuple[str, str] | None, pat
             producer=producer,
         ),
     }
+    # The job is the block whatever the run covers; which of its streams this run synced is said here.
     tags = [("ingest.run_id", run.run_id), ("ingest.block", block.name), ("ingest.team", block.team),
-            ("ingest.source", block.source_label)]
+            ("ingest.source", block.source_label), ("ingest.streams", ",".join(sorted(set(streams or []))))]
     if pathspec and parent:
         tags.append(("metaflow.pathspec", pathspec))
     facets["tags"] = tags_run.TagsRunFacet(
@@ -100,17 +106,26 @@ def _job_facets(block, producer) -> dict:
     return facets
 
 
+def _warehouse_inputs(block, destination, producer) -> list:
+    """The warehouse tables the block's config reads (a puller's `{from: warehouse, query: ...}`), named like our
+    outputs (warehouse.py); they come first, as the lineage reads: shipments → the API → our table."""
+    from openlineage.client.event_v2 import InputDataset
+    from openlineage.client.facet_v2 import datasource_dataset
+
+    return [InputDataset(namespace=namespace, name=name, facets={
+                "dataSource": datasource_dataset.DatasourceDatasetFacet(name=destination.kind, uri=namespace,
+                                                                        producer=producer)})
+            for namespace, name in warehouse_inputs(getattr(block, "config", None), destination)]
+
+
 def _input(block, target, result, producer):
     from openlineage.client.event_v2 import InputDataset
-    from openlineage.client.facet_v2 import datasource_dataset, schema_dataset
+    from openlineage.client.facet_v2 import datasource_dataset
 
     namespace = source_namespace(block)
     facets = {
         "dataSource": datasource_dataset.DatasourceDatasetFacet(name=block.source_label, uri=namespace, producer=producer),
-        "schema": schema_dataset.SchemaDatasetFacet(
-            fields=[schema_dataset.SchemaDatasetFacetFields(name=c, type=t) for c, t in target.columns.items()],
-            producer=producer,
-        ),
+        "schema": _schema([(c, t, _description(target, c)) for c, t in target.columns.items()], producer),
     }
     input_facets: dict = {}
     if result is not None:
@@ -120,31 +135,19 @@ def _input(block, target, result, producer):
             input_facets["inputStatistics"] = stats.InputStatisticsInputDatasetFacet(rowCount=int(result.records), producer=producer)
         except ImportError:  # older clients have no input statistics facet
             pass
-    return InputDataset(namespace=namespace, name=target.stream, facets=facets, inputFacets=input_facets)
+    return InputDataset(namespace=namespace, name=source_dataset(block, target.stream), facets=facets,
+                        inputFacets=input_facets)
 
 
 def _output(destination, target, result, state: str, producer):
     from openlineage.client.event_v2 import OutputDataset
     from openlineage.client.facet_v2 import (datasource_dataset, lifecycle_state_change_dataset,
-                                             output_statistics_output_dataset, ownership_dataset, schema_dataset)
+                                             output_statistics_output_dataset, ownership_dataset)
 
     namespace, name, kind = destination_dataset(destination, target.table)
-    sql = _sql_types(kind)
-    columns = {c: sql.get(t, t) for c, t in target.columns.items()}
-    for change in target.schema_changes or []:
-        m = _ADDED_COLUMN.match(change)
-        if m:
-            columns[m.group(1)] = m.group(2)
-    for c, t in _meta_columns().items():
-        columns.setdefault(c, sql.get(t, t))
-    if kind == "snowflake":
-        columns = {c.upper(): t for c, t in columns.items()}
     facets: dict = {
         "dataSource": datasource_dataset.DatasourceDatasetFacet(name=kind, uri=namespace, producer=producer),
-        "schema": schema_dataset.SchemaDatasetFacet(
-            fields=[schema_dataset.SchemaDatasetFacetFields(name=c, type=t) for c, t in columns.items()],
-            producer=producer,
-        ),
+        "schema": _schema(_output_columns(target, kind), producer),
         "ownership": ownership_dataset.OwnershipDatasetFacet(
             owners=[ownership_dataset.Owner(name=f"team:{target.team}", type=TEAM_OWNER_TYPE)], producer=producer,
         ),
@@ -161,6 +164,37 @@ def _output(destination, target, result, state: str, producer):
             rowCount=int(result.rows_written), producer=producer,
         )
     return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=output_facets)
+
+
+def _output_columns(target, kind: str) -> list[tuple[str, str, str | None]]:
+    """(column, SQL type, description) of the table: the stream's fields, the columns this run added, ours.
+    Descriptions are looked up by field, before Snowflake's upper-casing renames the column."""
+    sql = _sql_types(kind)
+    columns = {c: sql.get(t, t) for c, t in target.columns.items()}
+    for change in target.schema_changes or []:
+        m = _ADDED_COLUMN.match(change)
+        if m:
+            columns[m.group(1)] = m.group(2)
+    for c, t in _meta_columns().items():
+        columns.setdefault(c, sql.get(t, t))
+    upper = kind == "snowflake"
+    return [(c.upper() if upper else c, t, _description(target, c)) for c, t in columns.items()]
+
+
+def _description(target, field: str) -> str | None:
+    """What a field means: the stream's schema says it (`StreamTarget.descriptions`), ours are described once
+    (META_DESCRIPTIONS) for targets that do not carry them. Redacted like every free text."""
+    text = (getattr(target, "descriptions", None) or {}).get(field) or _meta_descriptions().get(field)
+    return REDACTOR.redact(text) if text else None
+
+
+def _schema(columns: list[tuple[str, str, str | None]], producer):
+    from openlineage.client.facet_v2 import schema_dataset
+
+    return schema_dataset.SchemaDatasetFacet(
+        fields=[schema_dataset.SchemaDatasetFacetFields(name=c, type=t, description=d) for c, t, d in columns],
+        producer=producer,
+    )
 
 
 def _sql_types(kind: str) -> dict[str, str]:
@@ -183,6 +217,12 @@ def _meta_columns() -> dict[str, str]:
     from ..destinations.typing import META_COLUMNS
 
     return dict(META_COLUMNS)
+
+
+def _meta_descriptions() -> dict[str, str]:
+    from ..destinations.typing import META_DESCRIPTIONS
+
+    return META_DESCRIPTIONS
 
 
 # ---------------------------------------------------------------- small helpers

@@ -99,9 +99,17 @@ def source_namespace(block) -> str:
     return f"{_scheme(label)}://local"
 
 
+def source_dataset(block, stream: str) -> str:
+    """The dataset name of a stream a block reads: `<block>.<stream>`. The stream alone is not enough: two blocks on
+    one API host (two Jira sites behind one proxy, two accounts of one API) often have streams of the same name,
+    and their data is not the same dataset."""
+    return f"{block.name}.{stream}"
+
+
 def destination_dataset(destination: "DestinationIdentity | None", table: str) -> tuple[str, str, str]:
-    """(namespace, name, kind) of a table in a destination, from its identity (`Destination.identity`).
-    DuckDB: `duckdb://<absolute path>` + table. Snowflake (OpenLineage naming spec): `snowflake://<account>` +
+    """(namespace, name, kind) of a table in a destination, from its identity (`Destination.identity`), as
+    OpenLineage's dbt integration names the same table (so a dbt model reading it links to our output):
+    DuckDB `duckdb://<absolute path>` + `<file stem>.main.<table>`; Snowflake `snowflake://<account>` +
     `DATABASE.SCHEMA.TABLE` in Snowflake's own (upper-case) spelling. Without an identity: `unknown`."""
     if destination is None:
         return "unknown", table, "unknown"
