@@ -597,3 +597,16 @@ def test_query_runs_on_its_own_session(patched):
     with pytest.raises(SyncError, match="cannot query ANALYTICS.RAW for block demo"):
         dest.query("SELECT * FROM NOPE")
     dest.close()
+
+
+def test_column_comments_are_one_statement_per_described_column_with_quotes_escaped():
+    t = target(descriptions={"id": "The user's id", "email": "Where we write \\ to them"})
+    table = S.sql.Table("DEMO_USERS")
+    for field in ("id", "email", "name"):
+        table.add(field, "string")
+    sent = S.sql.column_comment_statements(t, table, ["id", "email", "name", "not_a_column"], "ANALYTICS.RAW.DEMO_USERS")
+    assert [s[0] for s in sent] == [
+        'COMMENT ON COLUMN "DEMO_USERS"."ID" IS \'The user\'\'s id\'',
+        'COMMENT ON COLUMN "DEMO_USERS"."EMAIL" IS \'Where we write \\\\ to them\'',
+    ]  # `name` says nothing, `not_a_column` is not one: no statement
+    assert {s[2] for s in sent} == {"comment on a column of"}
