@@ -91,8 +91,9 @@ def test_rate_limiter_paces_all_threads_and_a_pause_stops_everyone():
     [t.join() for t in threads]
     stamps.sort()
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
-    # Slots are 20 ms apart; what a thread observes after waking jitters by a few ms, so check windows, not gaps.
-    assert len(stamps) == 40 and min(gaps) >= 0.008 and (stamps[-1] - stamps[0]) >= 39 / 50 * 0.95
+    # Slots are 20 ms apart; what a thread observes after waking jitters (13 ms seen on a loaded 2-core machine), so
+    # check windows, not gaps: a gap only has to show no two threads went through one slot (a burst: ~0.1 ms apart).
+    assert len(stamps) == 40 and min(gaps) >= 0.002 and (stamps[-1] - stamps[0]) >= 39 / 50 * 0.95
     assert max(sum(1 for t in stamps if s <= t < s + 0.2) for s in stamps) <= 0.2 * 50 + 1
     limiter.pause(0.2)
     t0 = time.monotonic()

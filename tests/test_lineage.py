@@ -21,7 +21,7 @@ import pytest
 from ingest.config import load_project
 from ingest.destinations.base import DestinationIdentity, RunRecord, StreamTarget
 from ingest.destinations.duckdb import DuckDBDestination
-from ingest.destinations.typing import META_DESCRIPTIONS
+from ingest.destinations.descriptions import META_DESCRIPTIONS
 from ingest.errors import SyncError
 from ingest.lineage import (Lineage, destination_dataset, ingest_run_uuid, metaflow_parent, metaflow_run_uuid,
                             source_namespace)

@@ -228,6 +228,9 @@ def test_a_puller_reading_a_warehouse_table_reports_it_as_an_input(project):
     assert [(o["namespace"], o["name"]) for o in complete["outputs"]] == [(warehouse, f"warehouse.main.{PRICES_TABLE}")]
     assert complete["inputs"][0]["facets"]["dataSource"]["name"] == "duckdb"
     assert complete["job"]["name"] == "truck_prices"
-    lane_id = "pickup date|transport type|origin|destination (the primary key)"  # the puller's schema says so
+    from ingest.sources.pullers.truck_pricing import SCHEMA
+
+    lane_id = SCHEMA["properties"]["lane_id"]["description"]  # the puller's schema says what it is
+    assert lane_id.startswith("Primary key: '<pickup date>|")
     fields = complete["outputs"][0]["facets"]["schema"]["fields"]
     assert {f["name"]: f.get("description") for f in fields}["lane_id"] == lane_id

@@ -220,7 +220,7 @@ def _meta_columns() -> dict[str, str]:
 
 
 def _meta_descriptions() -> dict[str, str]:
-    from ..destinations.typing import META_DESCRIPTIONS
+    from ..destinations.descriptions import META_DESCRIPTIONS
 
     return META_DESCRIPTIONS
 
