@@ -57,6 +57,12 @@ for b in range(N_BATCH):
         T("delete", 'DELETE FROM t USING __d b WHERE t.id = b.id AND (b.updated_at IS NULL OR t.updated_at IS NULL OR t.updated_at <= b.updated_at)')
         T("insert", 'INSERT INTO t BY NAME SELECT b.* FROM __d b WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = b.id)')
         con.unregister("__d")
+    elif MODE=="range":  # `unique` plus the batch's key range as a plain predicate (zone maps skip row groups)
+        con.register("__d", tb)
+        lo, hi = tb.column("id")[0].as_py(), tb.column("id")[-1].as_py()
+        T("delete", f'DELETE FROM t USING __d b WHERE t.id = b.id AND t.id BETWEEN {lo} AND {hi} AND (b.updated_at IS NULL OR t.updated_at IS NULL OR t.updated_at <= b.updated_at)')
+        T("insert", f'INSERT INTO t BY NAME SELECT b.* FROM __d b WHERE NOT EXISTS (SELECT 1 FROM t WHERE t.id = b.id AND t.id BETWEEN {lo} AND {hi})')
+        con.unregister("__d")
     elif MODE=="append":
         con.register("__d", tb)
         T("insert", 'INSERT INTO t BY NAME SELECT * FROM __d')
