@@ -25,6 +25,7 @@ demo: setup
 	@echo
 	@echo "Data landed in warehouse.duckdb. Look at it:"
 	@echo "  $(BIN)/ingest status --team platform"
+	@echo "  $(BIN)/ingest describe demo_users"
 	@echo "  $(BIN)/python -c \"import duckdb; print(duckdb.connect('warehouse.duckdb').sql('select id, name, email, updated_at from demo_users limit 5'))\""
 
 # Two workers (pytest-xdist): most tests wait on subprocesses and loopback servers, so two keep both cores busy.
