@@ -57,7 +57,9 @@ def _cards(task) -> list[str]:
 
 
 def test_ingest_flow_lands_every_stream_announces_each_and_renders_cards(tmp_path, monkeypatch):
-    (tmp_path / "connectors.yaml").write_text(textwrap.dedent(demo_config(count=300, slice_=100)))
+    # lineage to a file: one job per block from a flow too (each sync task is one stream's run of job `demo`)
+    lineage = {"lineage": {"transport": "file", "path": str(tmp_path / "lineage.jsonl")}}
+    (tmp_path / "connectors.yaml").write_text(blocks.edit_block(demo_config(count=300, slice_=100), "demo", defaults=lineage))
     with Webhook() as hook:
         status, run = _run_flow(tmp_path, "demo", _metaflow_env(tmp_path, {"INGEST_EVENTS_WEBHOOK": hook.url}))
         events = list(hook.events)
@@ -90,6 +92,14 @@ def test_ingest_flow_lands_every_stream_announces_each_and_renders_cards(tmp_pat
     for figure in ("demo.users", "demo_users", "records read", "300", "loop_offset", "events sent", "rows per run"):
         assert figure in html, figure
     assert run.data.results and sum(r["records"] for r in run.data.results) == 300 + 100 + 300
+
+    ol = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    assert sorted(e["eventType"] for e in ol) == ["COMPLETE"] * 3 + ["START"] * 3
+    assert {(e["job"]["namespace"], e["job"]["name"]) for e in ol} == {("ingest", "demo")}  # not demo.users, …
+    completes = [e for e in ol if e["eventType"] == "COMPLETE"]
+    streams = {t["value"] for e in completes for t in e["run"]["facets"]["tags"]["tags"] if t["key"] == "ingest.streams"}
+    assert streams == {"users", "products", "purchases"}
+    assert {e["run"]["facets"]["parent"]["job"]["name"] for e in completes} == {"IngestFlow"}
 
 
 def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
