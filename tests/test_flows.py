@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import textwrap
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_ingest_flow_lands_every_stream_announces_each_and_renders_cards(tmp_pat
 
 
 def test_ingest_flow_for_jira_against_a_jira_cloud_like_server(tmp_path):
-    with FakeJira(issue_count=60, seed=5, token="tok-flow-SECRET-123") as jira:
+    with FakeJira(issue_count=60, seed=5, token="tok-flow-SECRET-" + secrets.token_hex(6)) as jira:
         (tmp_path / "overrides").mkdir()
         (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())
         jira_settings = {"schedule": "0 * * * *"}
@@ -165,7 +166,7 @@ def test_pods_run_the_locked_releases_isolated_and_in_process_building_them_at_t
 
     (tmp_path / "overrides").mkdir()
     (tmp_path / "overrides" / "source-jira.yaml").write_text((ROOT / "overrides" / "source-jira.yaml").read_text())
-    with FakeJira(issue_count=20, seed=3, token="tok-pods-SECRET-456") as jira:
+    with FakeJira(issue_count=20, seed=3, token="tok-pods-SECRET-" + secrets.token_hex(6)) as jira:
         def write(faker_source: str) -> None:
             demo = blocks.demo_block(40, 20, ("users",), seed=1)
             demo["source"] = faker_source

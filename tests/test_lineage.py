@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import secrets
 import textwrap
 import time
 import uuid
@@ -33,8 +34,9 @@ from .support.net import closed_port, silent_port
 from .support.openlineage_spec import check_event
 
 ROOT = Path(__file__).resolve().parents[1]
-API_TOKEN = "jira-token-Zq81xWv0secret"
-LINEAGE_KEY = "lineage-key-Hh27Lp5secret"
+# Made up per run (never a literal in the repository): what the redaction checks below must never find in an event.
+API_TOKEN = "jira-token-" + secrets.token_hex(8)
+LINEAGE_KEY = "lineage-key-" + secrets.token_hex(8)
 # What the stream schema says its fields mean (StreamTarget.descriptions, as sync/plan.py fills it), one with a secret
 # in it: descriptions are free text, redacted like every other.
 DESCRIPTIONS = {"id": "The issue key, e.g. FRAUD-12", "updated": f"Last change (not the token {API_TOKEN})"}
@@ -384,7 +386,7 @@ def test_snowflake_outputs_are_the_datasets_dbt_names(project, tmp_path):
     from ingest.destinations.snowflake import SnowflakeConfig, SnowflakeDestination
 
     config = SnowflakeConfig(account="ACME-PROD", user="loader", database="ANALYTICS", schema="RAW", role="LOADER",
-                             warehouse="LOAD_WH", password="pw-not-used-by-fakesnow")
+                             warehouse="LOAD_WH", password=secrets.token_hex(8))  # fakesnow checks none
     with fakesnow.patch():
         dest = SnowflakeDestination(config, team="platform", block="demo", run_id="r1", swap_with=False)
         identity = dest.identity

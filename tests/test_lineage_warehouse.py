@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import secrets
 import subprocess
 import sys
 
@@ -150,7 +151,7 @@ connectors:
 
 def test_an_unparsable_query_leaves_the_events_whole(tmp_path, monkeypatch):
     """The puller's own run reports a bad query; lineage just names no warehouse input, and sends its events."""
-    monkeypatch.setenv("TEST_LINEAGE_GS_SECRET", "gs-secret-Lk29Xv0q")
+    monkeypatch.setenv("TEST_LINEAGE_GS_SECRET", secrets.token_urlsafe(12))  # never sent: the query fails first
     (tmp_path / "connectors.yaml").write_text(PRICING)
     block = prepared(load_project(tmp_path / "connectors.yaml").block("truck_prices"))
     run = RunRecord(run_id="20250102T030405Z-abc123", block=block.name, team=block.team, streams=["lane_rates"],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import secrets
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,8 +29,8 @@ snowflake_connector = pytest.importorskip("snowflake.connector")
 from ingest.destinations import snowflake as S  # noqa: E402 - after the importorskip
 
 # Test values, not secrets: fakesnow never checks passwords; the literal one must be refused by validation.
-UNUSED_PASSWORD = "pw-not-used-by-fakesnow"
-LITERAL_PASSWORD = "hunter2-literal"
+UNUSED_PASSWORD = "pw-not-used-" + secrets.token_hex(6)
+LITERAL_PASSWORD = "literal-" + secrets.token_hex(6)
 
 CFG = S.SnowflakeConfig(account="acme", user="loader", database="ANALYTICS", schema="RAW", role="LOADER",
                         warehouse="LOAD_WH", password=UNUSED_PASSWORD)
@@ -201,8 +202,8 @@ def test_config_problems_are_config_errors_naming_the_key_never_the_value(tmp_pa
     base = dict(account="acme", user="loader", database="DB", schema="S")
     with pytest.raises(ConfigError) as err:
         S.resolve_config(_fake_project(tmp_path, **base, password=LITERAL_PASSWORD))
-    assert "connectors.yaml:9: defaults.snowflake.password: is a secret" in str(err.value) and "hunter2" not in str(err.value)
-    assert REDACTOR.redact("hunter2-literal") == MASK  # a literal secret is never echoed, even later
+    assert "connectors.yaml:9: defaults.snowflake.password: is a secret" in str(err.value) and LITERAL_PASSWORD not in str(err.value)
+    assert REDACTOR.redact(LITERAL_PASSWORD) == MASK  # a literal secret is never echoed, even later
     monkeypatch.delenv("INGEST_T_UNSET", raising=False)
     with pytest.raises(ConfigError, match=r"secret reference \$\{INGEST_T_UNSET\} is not set"):
         S.resolve_config(_fake_project(tmp_path, **base, password="${INGEST_T_UNSET}"))

@@ -4,6 +4,7 @@ reader connection (the real snowflake-connector-python) to check what landed."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +12,9 @@ from pathlib import Path
 from .cli import run_cli
 from .net import LoopbackServer, free_port
 
-PASSWORD = "sf-test-PASSWORD-4242"
-ENV = {"INGEST_TEST_SF_PASSWORD": PASSWORD, "INGEST_TEST_SF_KEY_PASSPHRASE": "key-PASSPHRASE-5151"}
+# Made up per run (fakesnow checks none): what the leak checks must never find in output, logs or tables.
+PASSWORD = "sf-test-PASSWORD-" + secrets.token_hex(6)
+ENV = {"INGEST_TEST_SF_PASSWORD": PASSWORD, "INGEST_TEST_SF_KEY_PASSPHRASE": "key-PASSPHRASE-" + secrets.token_hex(6)}
 DATABASE, SCHEMA = "ANALYTICS", "RAW"
 
 # The fakesnow server, in its own process: its shared DuckDB is file-backed (databases are files in argv[1]).
@@ -78,7 +80,7 @@ class FakeSnowflake:
             import snowflake.connector as snowflake_connector
 
             self._con = snowflake_connector.connect(
-                account="acme", user="reader", password="reader-pw", host="127.0.0.1", port=self.port, protocol="http",
+                account="acme", user="reader", password=secrets.token_hex(8), host="127.0.0.1", port=self.port, protocol="http",
                 database=DATABASE, schema=SCHEMA, paramstyle="qmark", login_timeout=10, network_timeout=10,
             )
         cur = self._con.cursor()
