@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass, field
-from types import SimpleNamespace
 
-from .config import ConfigError, Project, parse_duration
-from .events import DATA_LANDED
+from .config import ConfigError, Project
+from .events import DATA_LANDED, event_kind
 
 RECENT_LOADS = 10
 
@@ -121,32 +120,31 @@ def _assemble(project, dest, facts, block, stream: str | None, events: list[dict
     from .lineage.naming import destination_dataset
 
     namespace, dataset, _ = destination_dataset(dest.identity, facts.table)
-    status = _status(block, block_name, stream, facts.table, dest.describe(), events)
     mine = [e for e in events if e.get("block") == block_name and e.get("stream") == stream]
+    status = _status(block, block_name, stream, facts.table, dest.describe(), mine)
     return TableDescription(
         table=facts.table, destination=dest.describe(), lineage_dataset=f"{namespace} {dataset}",
         block=block_name, stream=stream, team=record.get("team") or (block.team if block else None),
         connector=record.get("connector"), source=record.get("source"), sync_mode=record.get("sync_mode"),
         write_mode=record.get("write_mode"), primary_key=_as_list(record.get("primary_key")),
         cursor_field=record.get("cursor_field"), description=record.get("description"), table_comment=facts.comment,
-        rows=facts.rows, status=status.status if status else None, freshness=block.spec.freshness if block else None,
+        rows=facts.rows, status=status.status if status else None, freshness=status.freshness if status else None,
         last_load_at=status.last_load_at if status else None, last_cursor=status.cursor if status else None,
         last_failure=_failure(status), in_config=block is not None, recent_loads=_recent_loads(mine),
         columns=_columns(facts),
     )
 
 
-def _status(block, block_name, stream, table, where, events):
-    """The stream's status the way `ingest status` computes it, from the ledger rows already read."""
-    from .status import stream_status_from_ledger
+def _status(block, block_name, stream, table, where, rows):
+    """The stream's status the way `ingest status` computes it, from its ledger rows already read (no freshness
+    expectation for a block no longer in the config)."""
+    from .status import NEVER, StreamStatus, stream_status_from_ledger
 
     if not block_name or not stream:
         return None
-    owner = block or SimpleNamespace(name=block_name, team=None, spec=SimpleNamespace(freshness=None))
-    expect = parse_duration(owner.spec.freshness) if owner.spec.freshness else None
-    rows = [e for e in events if e.get("block") == block_name and e.get("stream") == stream]
-    return stream_status_from_ledger(owner, SimpleNamespace(name=stream, table=table), where, rows, expect,
-                                     dt.datetime.now(dt.timezone.utc), RECENT_LOADS)
+    known = StreamStatus(block=block_name, stream=stream, team=block.team if block else None, table=table,
+                         destination=where, status=NEVER, freshness=block.spec.freshness if block else None)
+    return stream_status_from_ledger(known, rows, dt.datetime.now(dt.timezone.utc), RECENT_LOADS)
 
 
 def _failure(status) -> str | None:
@@ -160,7 +158,7 @@ def _recent_loads(rows: list[dict]) -> list[dict]:
 
     out = []
     for row in rows:
-        if str(row.get("name") or "").split(".")[0] != DATA_LANDED:
+        if event_kind(row.get("name")) != DATA_LANDED:
             continue
         try:
             p = readable_payload(row, DATA_LANDED)

@@ -36,6 +36,11 @@ def event_name(kind: str, block: str, stream: str) -> str:
     return f"{kind}.{block}.{stream}"
 
 
+def event_kind(name) -> str:
+    """`data_landed.jira.issues` → `data_landed` (anything unreadable → what precedes its first dot, or "")."""
+    return str(name or "").split(".")[0]
+
+
 def schema_hash(columns: dict[str, str]) -> str:
     """A short, stable fingerprint of a table's columns and types: downstream can tell a schema change."""
     text = json.dumps(sorted(columns.items()))

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import orjson
 
 from .config import Project, parse_duration
 from .destinations.base import KILLED
-from .events import DATA_FAILED, DATA_LANDED
+from .events import DATA_FAILED, DATA_LANDED, event_kind
 
 # NEVER: no load of the stream has ever landed (a new block, or one whose first run is still going) — not "late",
 # which says a stream that used to land stopped. It is still a problem (exit 1) when the block declares freshness:
@@ -197,7 +197,7 @@ def project_status(project: Project, team: str | None = None, now: dt.datetime |
     notes: dict = {}
     for key, ledger in ledgers.items():
         for row in ledger.events:
-            kind = str(row.get("name") or "").split(".")[0]
+            kind = event_kind(row.get("name"))
             by_stream.setdefault((key, row.get("block"), row.get("stream")), []).append({**row, "kind": kind})
         d, n = _dead_runs(ledger, now)
         dead.update({(key, *k): v for k, v in d.items()})
@@ -205,24 +205,27 @@ def project_status(project: Project, team: str | None = None, now: dt.datetime |
     out: list[StreamStatus] = []
     for block in blocks:
         key = destination_choice(project, block)
-        expect = parse_duration(block.spec.freshness) if block.spec.freshness else None
         for stream in block.streams:
-            out.append(_stream_status(block, stream, ledgers[key].where, by_stream.get((key, block.name, stream.name), []),
-                                      dead.get((key, block.name, stream.name)), notes.get((key, block.name), []),
-                                      expect, now, history))
+            stream_key = (key, block.name, stream.name)
+            known = StreamStatus(block=block.name, stream=stream.name, team=block.team, table=stream.table,
+                                 destination=ledgers[key].where, status=NEVER, freshness=block.spec.freshness)
+            out.append(_stream_status(known, by_stream.get(stream_key, []), dead.get(stream_key),
+                                      notes.get((key, block.name), []), now, history))
     return out
 
 
-def stream_status_from_ledger(block, stream, where: str, rows: list[dict], expect: float | None, now: dt.datetime,
-                              history: int) -> StreamStatus:
+def stream_status_from_ledger(known: StreamStatus, rows: list[dict], now: dt.datetime, history: int) -> StreamStatus:
     """One stream's status from its ledger rows (Destination.latest_events), without the dead-run check status makes
-    across a destination: what `ingest describe` shows."""
-    rows = [{**row, "kind": str(row.get("name") or "").split(".")[0]} for row in rows]
-    return _stream_status(block, stream, where, rows, None, [], expect, now, history)
+    across a destination: what `ingest describe` shows. `known`: the stream's identity (block, stream, team, table,
+    destination, freshness); the rest is filled in."""
+    rows = [{**row, "kind": event_kind(row.get("name"))} for row in rows]
+    return _stream_status(known, rows, None, [], now, history)
 
 
-def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict | None, notes: list[str],
-                   expect: float | None, now: dt.datetime, history: int) -> StreamStatus:
+def _stream_status(known: StreamStatus, rows: list[dict], dead_run: dict | None, notes: list[str], now: dt.datetime,
+                   history: int) -> StreamStatus:
+    """`known` (a stream's identity) with its status, last load and last failure from its ledger rows."""
+    expect = parse_duration(known.freshness) if known.freshness else None
     landed, failed, unreadable = [], [], list(notes)
     for row in rows:
         if row["kind"] not in (DATA_LANDED, DATA_FAILED):
@@ -243,9 +246,8 @@ def _stream_status(block, stream, where: str, rows: list[dict], dead_run: dict |
         status = LATE
     else:
         status = FRESH if expect is not None else OK
-    return StreamStatus(
-        block=block.name, stream=stream.name, team=block.team, table=stream.table, destination=where,
-        status=status, freshness=block.spec.freshness,
+    return replace(
+        known, status=status,
         last_load_at=last and last["landed_at"], last_load_rows=last and last.get("rows"),
         last_load_rows_without_key=last and _whole_number(last.get("rows_without_key")),
         cursor=last and last.get("cursor_after"),

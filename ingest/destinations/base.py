@@ -268,9 +268,15 @@ class StreamTarget:
 def table_comment(target: StreamTarget) -> str:
     """The comment on every landed table, the same on every destination: what it is, then who owns it and where it
     comes from (the question a reader of the warehouse asks first), in one line a catalog UI shows whole."""
-    about = f"{target.description} | " if target.description else ""
-    return (f"{about}ingest: team={target.team}; block={target.block}; source={target.source}; "
-            f"stream={target.stream}; write={target.write}")
+    from .descriptions import DESCRIPTION_MAX
+
+    owner = (f"ingest: team={target.team}; block={target.block}; source={target.source}; stream={target.stream}; "
+             f"write={target.write}")
+    room = DESCRIPTION_MAX - len(owner) - len(" | ")  # a long description is shortened, never the owner part
+    about = target.description or ""
+    if len(about) > room:
+        about = about[:max(room - 1, 0)] + "…"
+    return f"{about} | {owner}" if about else owner
 
 
 def rows_without_key(batch: pa.Table, primary_key: list[str]) -> int:
@@ -389,6 +395,8 @@ class Destination(abc.ABC):
         stream, payload — a dict, or JSON text that may not parse —, status, created_at) plus `pending`, that
         stream's count of pending events; oldest first. One query for every block: status must not read whole
         histories. This fallback reads them; destinations override it with a windowed query."""
+        from ..events import event_kind
+
         rows = self.list_events()
         pending: dict = {}
         for row in rows:
@@ -396,7 +404,7 @@ class Destination(abc.ABC):
             pending[key] = pending.get(key, 0) + (row.get("status") == "pending")
         kept, seen = [], {}
         for row in reversed(rows):
-            key = (row.get("block"), row.get("stream"), str(row.get("name") or "").split(".")[0])
+            key = (row.get("block"), row.get("stream"), event_kind(row.get("name")))
             seen[key] = seen.get(key, 0) + 1
             if seen[key] <= per_kind:
                 kept.append({**row, "pending": pending[key[:2]]})

@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 import duckdb
-import orjson
 import pyarrow as pa
 
 from ..errors import BusyError, SyncError
@@ -36,6 +35,12 @@ SEQ = DEDUP_SEQ
 # `Color_2` for `Color` beside `color`, keeps it on every later run: DuckDB compares names case-insensitively).
 # Files written before that kept it in the renamed column's comment, with this prefix; it is still read.
 FIELD_COMMENT = "ingest field: "
+# The catalog of this database's tables: one table's columns (name, type, comment) in order, and a table's comment
+# (its name in any case: DuckDB's names are case-insensitive). The writer and `ingest describe` read the same.
+_COLUMNS_SQL = ("SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
+                "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index")
+_TABLE_SQL = ("SELECT table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
+              "AND schema_name = current_schema() AND lower(table_name) = lower(?)")
 
 
 def _literal(text: str) -> str:
@@ -170,14 +175,12 @@ class DuckDBDestination(DuckDBLedger, Destination):
     # ------------------------------------------------------------ what `ingest describe` reads
 
     def table_facts(self, table: str) -> TableFacts | None:
-        found = self.query("SELECT table_name, comment FROM duckdb_tables() WHERE database_name = current_database() "
-                           "AND schema_name = current_schema() AND lower(table_name) = lower(?)", [table])
+        found = self.query(_TABLE_SQL, [table])
         if not found:
             return None
         name = found[0]["table_name"]
-        columns = [{"column": r["column_name"], "type": r["data_type"], "comment": r["comment"]} for r in self.query(
-            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index", [name])]
+        columns = [{"column": r["column_name"], "type": r["data_type"], "comment": r["comment"]}
+                   for r in self.query(_COLUMNS_SQL, [name])]
         rejected = {}
         if any(c["column"] == META_REJECTED for c in columns):
             rejected = {r["k"]: r["n"] for r in self.query(
@@ -219,11 +222,7 @@ class DuckDBDestination(DuckDBLedger, Destination):
 
     def _existing_columns(self, table: str) -> tuple[_Columns, dict[str, str | None]] | None:
         """The table's columns by field, and each column's comment; None when there is no such table."""
-        rows = self.con.execute(
-            "SELECT column_name, data_type, comment FROM duckdb_columns() WHERE database_name = current_database() "
-            "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index",
-            [table],
-        ).fetchall()
+        rows = self.con.execute(_COLUMNS_SQL, [table]).fetchall()
         if not rows:
             return None
         recorded = self._column_map(table)
@@ -241,8 +240,7 @@ class DuckDBDestination(DuckDBLedger, Destination):
 
     def _column_map(self, table: str) -> dict[str, str]:
         row = self.con.execute(f"SELECT column_map FROM {TABLES_TABLE} WHERE table_name = ?", [table]).fetchone()
-        mapping = orjson.loads(row[0]) if row and row[0] else {}
-        return mapping if isinstance(mapping, dict) else {}
+        return parsed_json(row[0], {}) if row else {}
 
     def _comment_columns(self, table: str, cols: _Columns, target: StreamTarget, fields, comments=None) -> None:
         """Each of `fields` the stream's schema describes gets its description as its column's comment (unless
@@ -259,9 +257,8 @@ class DuckDBDestination(DuckDBLedger, Destination):
             self.con.execute(f"COMMENT ON TABLE {q(table)} IS {_literal(text)}")
 
     def _table_comment(self, table: str) -> str | None:
-        row = self.con.execute("SELECT comment FROM duckdb_tables() WHERE database_name = current_database() "
-                               "AND schema_name = current_schema() AND table_name = ?", [table]).fetchone()
-        return row[0] if row else None
+        row = self.con.execute(_TABLE_SQL, [table]).fetchone()
+        return row[1] if row else None
 
     def start_stream(self, target: StreamTarget) -> None:
         """Create the table (its comment and described columns' comments in the same transaction, and — for a final

@@ -17,6 +17,7 @@ import) is imported only when a block has such a query.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("ingest.lineage")
 
 WAREHOUSE = "warehouse"  # the `from:` value of an input read from the block's destination
-DIALECTS = {"duckdb": "duckdb", "snowflake": "snowflake"}  # destination kind → sqlglot dialect
+DIALECTS = ("duckdb", "snowflake")  # destination kinds that are also sqlglot dialects
 _MAX_DEPTH = 20  # config nesting we look into (configs are a few levels deep; the YAML loader caps depth anyway)
 
 
@@ -50,6 +51,7 @@ def _mappings(value: Any, depth: int) -> Iterator[dict]:
         yield from _mappings(child, depth + 1)
 
 
+@functools.lru_cache(maxsize=64)  # START and COMPLETE/FAIL of one sync name the same inputs: parse once
 def query_tables(sql: str, dialect: str | None = None) -> list[tuple[str, str, str]]:
     """The tables a query reads, as (catalog, schema, table) with "" for a part it does not name, sorted and without
     repeats. CTEs are not tables (sqlglot's scopes tell a CTE reference from a table of the same name); table
@@ -89,7 +91,7 @@ def warehouse_inputs(config: Any, destination: "DestinationIdentity | None") -> 
     seen: dict[tuple[str, str], None] = {}
     try:
         for sql in warehouse_queries(config) if destination is not None else []:
-            for catalog, schema, table in query_tables(sql, DIALECTS.get(destination.kind)):
+            for catalog, schema, table in query_tables(sql, destination.kind if destination.kind in DIALECTS else None):
                 seen[(destination.namespace, table_dataset(destination, catalog, schema, table))] = None
     except Exception as exc:  # noqa: BLE001
         log.debug("lineage: no warehouse inputs (%s: %s)", type(exc).__name__, exc)

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,7 +37,7 @@ class SnowflakeDestination(SnowflakeLedger, Destination):
         self.config = config
         self.read_only = read_only
         self.swap_with = config.protocol != "http" if swap_with is None else swap_with
-        self._meta_present: set[str] = set()
+        self._meta_present: dict[str, set[str]] = {}  # metadata table → its columns (see _ensure_meta_tables)
         self._tables: dict[str, Table] = {}
         self._loads: set[str] = set()  # load tables created by this session (dropped at finish_stream)
         self._stage_ready = False
@@ -117,14 +116,10 @@ class SnowflakeDestination(SnowflakeLedger, Destination):
     def landed_tables(self) -> list[dict]:
         if TABLES not in self._meta_present:
             return []
-        names = meta_columns(TABLES_TABLE, "snowflake")
-        try:
-            found = self._exec(f"SELECT {', '.join(q(c.upper()) for c in names)} FROM {q(TABLES)} ORDER BY \"TABLE_NAME\"",
-                               action="read", obj=self._where(TABLES))
-        except SyncError:  # read-only on an _INGEST_TABLES of an older release (a writer adds the new columns)
-            names = names[:names.index("updated_at") + 1]
-            found = self._exec(f"SELECT {', '.join(q(c.upper()) for c in names)} FROM {q(TABLES)} ORDER BY \"TABLE_NAME\"",
-                               action="read", obj=self._where(TABLES))
+        # Only the columns the table has: read-only on an _INGEST_TABLES of an older release (a writer adds the rest).
+        names = [c for c in meta_columns(TABLES_TABLE, "snowflake") if c.upper() in self._meta_present[TABLES]]
+        found = self._exec(f"SELECT {', '.join(q(c.upper()) for c in names)} FROM {q(TABLES)} ORDER BY \"TABLE_NAME\"",
+                           action="read", obj=self._where(TABLES))
         out = []
         for values in found:
             row = dict(zip(names, values))
@@ -155,12 +150,7 @@ class SnowflakeDestination(SnowflakeLedger, Destination):
         """What _INGEST_TABLES recorded for a table: (column → field, field → description); empty when nothing."""
         rows = self._exec(f'SELECT "COLUMN_MAP", "DESCRIPTIONS" FROM {q(TABLES)} WHERE "TABLE_NAME" = ?', [table],
                           action="read the column names of", obj=self._where(TABLES))
-
-        def parsed(value) -> dict:
-            value = orjson.loads(value) if isinstance(value, (str, bytes)) else value
-            return value if isinstance(value, dict) else {}
-
-        return (parsed(rows[0][0]), parsed(rows[0][1])) if rows else ({}, {})
+        return (parsed_json(rows[0][0], {}), parsed_json(rows[0][1], {})) if rows else ({}, {})
 
     def _create(self, target: StreamTarget, table: Table, replace: bool) -> None:
         cols = ", ".join(f"{q(table.names[c])} {SQL_TYPES[t]}" for c, t in table.types.items())

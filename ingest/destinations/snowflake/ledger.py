@@ -10,7 +10,7 @@ import datetime as dt
 import orjson
 
 from ...secrets import REDACTOR
-from ..base import RunRecord, lock_is_stale, meta_missing_columns, q
+from ..base import RunRecord, lock_is_stale, meta_columns, meta_missing_columns, q
 from .sql import (DIALECT, EVENT_COLUMNS, EVENTS, LOCK_COLUMNS, LOCKS, META_COMMENTS, META_DDL, RUN_COLUMNS, RUNS,
                   STATE, column, event_statement, latest_events_sql, literal, lock_insert, run_statement, select_meta)
 
@@ -28,20 +28,21 @@ class SnowflakeLedger:
             f"AND TABLE_NAME IN ({', '.join('?' for _ in META_DDL)})",
             list(META_DDL), action="list the tables of", obj=self._where(),
         )
-        columns: dict[str, set[str]] = {}
+        self._meta_present = {}  # table → its columns (upper case), as they are after this call
         for table, name in rows:
-            columns.setdefault(table, set()).add(name)
-        self._meta_present = set(columns)
+            self._meta_present.setdefault(table, set()).add(name)
         if self.read_only:
             return
         for table, ddl in META_DDL.items():
             if table not in self._meta_present:
                 self._exec(f"CREATE TABLE IF NOT EXISTS {q(table)} {ddl} COMMENT = {literal(META_COMMENTS[table])}",
                            action="create", obj=self._where(table))
-                self._meta_present.add(table)
-            elif missing := meta_missing_columns(table.lower(), DIALECT, columns[table]):
+            elif missing := meta_missing_columns(table.lower(), DIALECT, self._meta_present[table]):
                 self._exec(f"ALTER TABLE {q(table)} ADD COLUMN IF NOT EXISTS {', '.join(missing)}",
                            action="add the columns of this release to", obj=self._where(table))
+            else:
+                continue
+            self._meta_present[table] = {c.upper() for c in meta_columns(table.lower(), DIALECT.name)}
 
     def read_state(self, block: str) -> dict[str, dict]:
         if STATE not in self._meta_present:
